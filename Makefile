@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.qdistill-installed
+# torch comes from the machine's local wheel store; pin it so pip never reaches
+# for a newer (multi-GB) build.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: venv demo test test-all bench lint format clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) -e ".[dev]" $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import qdistill, torch; print('qdistill', qdistill.__version__, 'torch', torch.__version__)"
+	touch $(STAMP)
+
+$(VENV)/.qdistill-bench: $(STAMP)
+	$(PIP) -e ".[dev,bench]" $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/qdistill run configs/demo-digits.yaml --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(VENV)/.qdistill-bench
+	$(PY) -m pytest -m "slow or not slow"
+
+bench: $(VENV)/.qdistill-bench
+	$(PY) bench/qat_overhead.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

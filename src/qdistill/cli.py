@@ -1,0 +1,217 @@
+"""The ``qdistill`` command line: parses arguments, calls the library, maps errors to exit 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from qdistill.console import console, error_console
+from qdistill.errors import ConfigError, QdistillError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Quantize, distil and measure neural networks for real hardware.",
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """Parse ``key=value`` options; values are read as YAML scalars/lists."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {pair!r} must look like key=value")
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[key] = value
+    return options
+
+
+def _train_config(**values: Any):
+    from qdistill.train import TrainConfig
+
+    epochs, batch_size = values.pop("epochs"), values.pop("batch_size")
+    try:
+        return TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"training option {location}: {first['msg']}") from None
+
+
+def _run_and_report(experiment_path: Path, out: Path | None, force: bool) -> None:
+    from qdistill.experiment import load_experiment, run_experiment
+    from qdistill.report import results_table, write_report
+
+    config = load_experiment(experiment_path)
+    out_dir = out or Path("runs") / config.name
+    outcome = run_experiment(config, out_dir, force=force)
+    report = write_report(out_dir, outcome.records, config.name)
+    console.print(results_table(outcome.records))
+    console.print(
+        f"{outcome.executed} run(s) executed, {outcome.skipped} reused from earlier. "
+        f"Results: {out_dir / 'results.jsonl'}"
+    )
+    console.print(f"[bold green]Report:[/] {report}")
+
+
+OutOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Output directory (default runs/<name>).")
+]
+
+
+@app.command()
+def run(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    out: OutOption = None,
+    force: Annotated[bool, typer.Option(help="Re-run runs already in results.jsonl.")] = False,
+) -> None:
+    """Run every run of an experiment YAML file and write its report."""
+    _run_and_report(experiment, out, force)
+
+
+@app.command()
+def demo(out: OutOption = None) -> None:
+    """Run the shipped demo: float teacher, PTQ and QAT students on the bundled digits."""
+    from qdistill.experiment.shipped import shipped_config
+
+    _run_and_report(shipped_config("demo-digits"), out or Path("runs/demo"), False)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Registered model name (see 'qdistill models').")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")],
+    data: Annotated[str, typer.Option(help="Registered dataset name.")] = "digits",
+    data_option: Annotated[list[str] | None, typer.Option(help="Dataset option key=value.")] = None,
+    model_option: Annotated[list[str] | None, typer.Option(help="Model option key=value.")] = None,
+    epochs: int = 30,
+    batch_size: int = 64,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """Train a float model and save it as a safetensors checkpoint."""
+    from qdistill.data import build_dataset
+    from qdistill.experiment.commands import train_float
+
+    data_options = _key_values(data_option, "--data-option")
+    model_options = _key_values(model_option, "--model-option")
+    config = _train_config(
+        epochs=epochs, batch_size=batch_size, name=optimizer, lr=lr, weight_decay=weight_decay
+    )
+    dataset = build_dataset(data, **data_options)
+    metrics = train_float(dataset, data_options, model, model_options, config, seed, out)
+    console.print(f"test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%")
+    console.print(f"[bold green]Checkpoint:[/] {out}")
+
+
+@app.command()
+def quantize(
+    checkpoint: Annotated[Path, typer.Argument(help="Float checkpoint from 'qdistill train'.")],
+    bits: Annotated[str, typer.Option(help="Plan such as w8a8, w4a4, w2a2.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Quantized checkpoint to write.")],
+    method: Annotated[str, typer.Option(help="ptq (calibrate only) or qat (train).")] = "ptq",
+    epochs: int = 15,
+    batch_size: int = 64,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    calibration_batches: int = 8,
+    fold_bn: bool = False,
+    seed: int = 0,
+) -> None:
+    """Quantize a checkpoint by post-training calibration or quantization-aware training."""
+    from qdistill.experiment.commands import quantize_checkpoint
+
+    if method not in ("ptq", "qat"):
+        raise ConfigError(f"method {method!r} is unknown; use ptq or qat")
+    train_config = _train_config(epochs=epochs, batch_size=batch_size, name=optimizer, lr=lr)
+    summary = quantize_checkpoint(
+        checkpoint,
+        bits,
+        method,
+        train_config if method == "qat" else None,
+        calibration_batches,
+        fold_bn,
+        seed,
+        out,
+    )
+    console.print(
+        f"float test acc {summary['float_test_acc']:.2f}% -> {method} {bits} "
+        f"{summary['test_acc']:.2f}% (integer model {summary['test_acc_integer']:.2f}%), "
+        f"size {summary['float_bytes'] / 1024:.1f} -> {summary['size_bytes'] / 1024:.1f} KiB"
+    )
+    console.print(f"[bold green]Checkpoint:[/] {out}")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
+    data: Annotated[
+        str | None, typer.Option(help="Dataset (default: the one it was trained on).")
+    ] = None,
+    data_option: Annotated[list[str] | None, typer.Option(help="Dataset option key=value.")] = None,
+) -> None:
+    """Evaluate a checkpoint: accuracy on every split, size, integer-model agreement."""
+    from qdistill.experiment.commands import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, _key_values(data_option, "--data-option"))
+    for key, value in result.items():
+        console.print(
+            f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}"
+        )
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from qdistill.models import MODELS
+
+    for name in MODELS.names():
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
+        console.print(f"{name:<16} {doc[0] if doc else ''}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered datasets."""
+    from qdistill.data import DATASETS
+
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
+        console.print(f"{name:<16} {doc[0] if doc else ''}")
+
+
+def main() -> None:
+    """Console entry point: user errors print one line and exit with status 2."""
+    try:
+        app()
+    except QdistillError as err:
+        if _state["debug"]:
+            raise
+        error_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted; finished runs are kept in results.jsonl")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

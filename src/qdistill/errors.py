@@ -1,0 +1,36 @@
+"""Errors the user can fix.
+
+Every exception derived from :class:`QdistillError` carries a one-line message that
+says what is wrong and what to do about it. The CLI prints that line and exits
+with status 2; any other exception is a bug in qdistill.
+"""
+
+from __future__ import annotations
+
+
+class QdistillError(Exception):
+    """Base class for problems with the user's input (config, data, model, checkpoint)."""
+
+
+class ConfigError(QdistillError):
+    """A configuration value (YAML key, plan, bit width, option) is invalid."""
+
+
+class UnknownNameError(ConfigError):
+    """A registry lookup (model, dataset, optimiser, ...) used a name nobody registered."""
+
+
+class DatasetError(QdistillError):
+    """A dataset the user pointed to is missing, incomplete or not in the expected format."""
+
+
+class CheckpointError(QdistillError):
+    """A checkpoint file is missing, corrupt, or does not fit the model."""
+
+
+class NonFiniteLossError(QdistillError):
+    """Training produced a NaN or infinite loss and was stopped."""
+
+
+class ShapeMismatchError(QdistillError):
+    """Two tensors or models that must agree in shape do not."""

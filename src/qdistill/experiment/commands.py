@@ -1,0 +1,140 @@
+"""Single-model workflows behind ``qdistill train``, ``quantize`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qdistill.data import ClassificationData, build_dataset
+from qdistill.errors import CheckpointError, ConfigError
+from qdistill.experiment.steps import (
+    evaluate_splits,
+    integer_test_accuracy,
+    quantize_calibrated,
+    train_with_validation,
+)
+from qdistill.hardware import model_size
+from qdistill.models import build_model, load_model, save_model
+from qdistill.quant import is_quantized
+from qdistill.runtime import collect_versions, seed_everything
+from qdistill.train import TrainConfig
+
+_CPU = torch.device("cpu")
+
+
+def train_float(
+    data: ClassificationData,
+    data_options: dict[str, Any],
+    model_name: str,
+    model_options: dict[str, Any],
+    train: TrainConfig,
+    seed: int,
+    out: Path,
+) -> dict[str, float]:
+    """Train a float model, save it to ``out`` with its recipe; return its metrics."""
+    seed_everything(seed)
+    model = build_model(model_name, data.input_shape, data.num_classes, **model_options)
+    summary = train_with_validation(model, data, train, seed, _CPU, model_name)
+    metrics = evaluate_splits(model, data, _CPU)
+    save_model(
+        out,
+        model,
+        model_name=model_name,
+        model_options=model_options,
+        input_shape=data.input_shape,
+        num_outputs=data.num_classes,
+        extra={
+            "data": {"name": data.name, "options": data_options},
+            "seed": seed,
+            "train": train.model_dump(mode="json"),
+            "metrics": metrics,
+            "train_summary": {k: v for k, v in summary.items() if k != "history"},
+            "versions": collect_versions(),
+        },
+    )
+    return metrics
+
+
+def _checkpoint_data(
+    metadata: dict[str, Any], name: str | None, options: dict[str, Any]
+) -> tuple[ClassificationData, dict[str, Any]]:
+    recorded = metadata.get("data") or {}
+    name = name or recorded.get("name")
+    if name is None:
+        raise ConfigError("the checkpoint does not record its dataset; pass --data NAME")
+    if not options and name == recorded.get("name"):
+        options = recorded.get("options", {})
+    return build_dataset(name, **options), {"name": name, "options": options}
+
+
+def quantize_checkpoint(
+    checkpoint: Path,
+    bits: str,
+    method: str,
+    train: TrainConfig | None,
+    calibration_batches: int,
+    fold_bn: bool,
+    seed: int,
+    out: Path,
+) -> dict[str, Any]:
+    """PTQ (calibrate) or QAT (calibrate, then train) a float checkpoint; save the result."""
+    float_model, metadata = load_model(checkpoint)
+    if is_quantized(float_model):
+        raise CheckpointError(f"{checkpoint} is already quantized; start from the float model")
+    data, data_record = _checkpoint_data(metadata, None, {})
+    seed_everything(seed)
+    model, _ = quantize_calibrated(
+        copy.deepcopy(float_model), bits, data, calibration_batches, _CPU, fold_bn
+    )
+    if method == "qat":
+        train_with_validation(model, data, train, seed, _CPU, f"qat {bits}")
+    metrics = evaluate_splits(model, data, _CPU)
+    metrics["test_acc_integer"] = integer_test_accuracy(model, data, _CPU)
+    save_model(
+        out,
+        model,
+        model_name=metadata["model"],
+        model_options=metadata.get("model_options", {}),
+        input_shape=data.input_shape,
+        num_outputs=data.num_classes,
+        fold_bn=fold_bn,
+        extra={
+            "data": data_record,
+            "method": method,
+            "bits": bits,
+            "seed": seed,
+            "source": str(checkpoint),
+            "metrics": metrics,
+            "versions": collect_versions(),
+        },
+    )
+    return {
+        **metrics,
+        "float_test_acc": evaluate_splits(float_model, data, _CPU, splits=("test",))["test_acc"],
+        "float_bytes": model_size(float_model).total_bytes,
+        "size_bytes": model_size(model).total_bytes,
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, data_name: str | None, data_options: dict[str, Any]
+) -> dict[str, Any]:
+    """Accuracy on every split, size, and (quantized models) integer-model accuracy."""
+    model, metadata = load_model(checkpoint)
+    data, _ = _checkpoint_data(metadata, data_name, data_options)
+    if tuple(metadata["input_shape"]) != data.input_shape:
+        raise ConfigError(
+            f"{checkpoint} expects inputs {tuple(metadata['input_shape'])} but dataset "
+            f"{data.name!r} gives {data.input_shape}"
+        )
+    result: dict[str, Any] = {"model": metadata["model"], "dataset": data.name}
+    result.update(evaluate_splits(model, data, _CPU))
+    if is_quantized(model):
+        result["test_acc_integer"] = integer_test_accuracy(model, data, _CPU)
+    size = model_size(model)
+    result["size_bytes"] = size.total_bytes
+    result["float32_bytes"] = size.float32_bytes
+    return result

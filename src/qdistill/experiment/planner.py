@@ -1,0 +1,70 @@
+"""Expand an experiment into runs: one per (student, bit setting, seed) plus the teacher.
+
+Each run's id is a hash of everything that determines its result (data, teacher,
+student recipe, bits, seed), so re-running the same file finds finished runs and a
+changed recipe gets a new id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig
+from qdistill.quant import QuantPlan
+
+TEACHER = "teacher"
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """Stable short hash of a JSON-able object (key order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    name: str  # "teacher", or the student name (with the bits when several are swept)
+    seed: int
+    student: StudentConfig | None  # None for the teacher run
+    bits: BitsValue | None
+
+    @property
+    def method(self) -> str:
+        return "float" if self.student is None else self.student.method
+
+    def config(self) -> dict[str, Any]:
+        """The run's own recipe, as recorded with its result."""
+        if self.student is None:
+            return {"role": TEACHER}
+        return {**self.student.model_dump(mode="json"), "bits": self.bits}
+
+
+def _bits_label(bits: BitsValue | None) -> str:
+    return "float" if bits is None else QuantPlan.from_config(bits).short
+
+
+def plan_runs(config: ExperimentConfig) -> list[Run]:
+    """All runs of ``config``, seed by seed, the teacher first."""
+    shared = {
+        "data": config.data.model_dump(mode="json"),
+        "teacher": config.teacher.model_dump(mode="json"),
+    }
+    runs = []
+    for seed in config.seeds:
+        runs.append(Run(config_hash({**shared, "seed": seed}), TEACHER, seed, None, None))
+        for student in config.students:
+            bits_list = student.bits_list()
+            labels = [_bits_label(b) for b in bits_list]
+            for index, bits in enumerate(bits_list):
+                label = labels[index]
+                if labels.count(label) > 1:
+                    label = f"{label}{index + 1}"
+                name = student.name if len(bits_list) == 1 else f"{student.name}-{label}"
+                recipe = {**student.model_dump(mode="json"), "bits": bits}
+                run_id = config_hash({**shared, "student": recipe, "seed": seed})
+                runs.append(Run(run_id, name, seed, student, bits))
+    return runs

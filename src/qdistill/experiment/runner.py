@@ -1,0 +1,247 @@
+"""Execute an experiment locally: teacher (cached), students, evaluation, records, report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qdistill.console import console
+from qdistill.data import ClassificationData, build_dataset
+from qdistill.errors import CheckpointError, ConfigError
+from qdistill.experiment.planner import Run, config_hash, plan_runs
+from qdistill.experiment.results import ResultsStore
+from qdistill.experiment.schema import ExperimentConfig, ModelConfig
+from qdistill.experiment.steps import (
+    evaluate_splits,
+    integer_test_accuracy,
+    quantize_calibrated,
+    train_with_validation,
+)
+from qdistill.hardware import count_parameters, model_size
+from qdistill.models import build_model, load_model, save_model
+from qdistill.quant import QuantPlan
+from qdistill.runtime import collect_versions, seed_everything
+from qdistill.train import TrainConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class RunContext:
+    """What every run of one experiment shares."""
+
+    config: ExperimentConfig
+    out_dir: Path
+    data: ClassificationData
+    device: torch.device
+    versions: dict[str, Any] = field(default_factory=collect_versions)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out_dir / "cache"
+
+    def train(self, model: nn.Module, train: TrainConfig, seed: int, desc: str) -> dict[str, Any]:
+        return train_with_validation(
+            model, self.data, train, seed, self.device, desc, self.config.eval_batch_size
+        )
+
+    def build(self, model_cfg: ModelConfig) -> nn.Module:
+        return build_model(
+            model_cfg.name, self.data.input_shape, self.data.num_classes, **model_cfg.options
+        ).to(self.device)
+
+
+def float_model(
+    ctx: RunContext, model_cfg: ModelConfig, train: TrainConfig, seed: int, desc: str
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A float model trained with ``train``, cached on disk by its full recipe."""
+    recipe = {
+        "data": ctx.config.data.model_dump(mode="json"),
+        "model": model_cfg.model_dump(mode="json"),
+        "train": train.model_dump(mode="json"),
+        "seed": seed,
+    }
+    path = ctx.cache_dir / f"float-{model_cfg.name}-{config_hash(recipe)}.safetensors"
+    if path.is_file():
+        try:
+            model, metadata = load_model(path)
+            console.print(f"  {desc}: loaded cached float model {path.name}")
+            return model.to(ctx.device), {"cached": True, **metadata.get("train_summary", {})}
+        except CheckpointError as err:
+            console.print(f"[yellow]warning:[/] {err}; training it again")
+    seed_everything(seed)
+    model = ctx.build(model_cfg)
+    summary = ctx.train(model, train, seed, desc)
+    save_model(
+        path,
+        model,
+        model_name=model_cfg.name,
+        model_options=model_cfg.options,
+        input_shape=ctx.data.input_shape,
+        num_outputs=ctx.data.num_classes,
+        extra={
+            "recipe": recipe,
+            "train_summary": {k: v for k, v in summary.items() if k != "history"},
+        },
+    )
+    return model, {"cached": False, **summary}
+
+
+def _bit_widths(bits: Any) -> tuple[int | None, int | None]:
+    """(weight bits, activation bits) of a uniform plan; None for mixed plans."""
+    if bits is None:
+        return 32, 32
+    plan = QuantPlan.from_config(bits)
+    if plan.short == "mixed":
+        return None, None
+    spec = plan.rules[0][1]
+    return (spec.weight.bits if spec.weight else 32), (spec.act.bits if spec.act else 32)
+
+
+def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
+    """Produce, evaluate and record one run."""
+    started = time.perf_counter()
+    config = ctx.config
+    desc = f"{run.name}/s{run.seed}"
+    student = run.student
+    model_cfg = config.teacher.model if student is None or student.model is None else student.model
+    training: dict[str, Any] | None = None
+    if student is None or (student.model is None and student.init == "pretrained"):
+        teacher, teacher_info = float_model(
+            ctx, config.teacher.model, config.teacher.train, run.seed, f"teacher/s{run.seed}"
+        )
+    if student is None:
+        model, training = teacher, teacher_info
+    elif student.init == "scratch":
+        seed_everything(run.seed)
+        model = ctx.build(model_cfg)
+    elif student.model is None:
+        model = copy.deepcopy(teacher)
+    else:
+        pretrain = student.pretrain or config.teacher.train
+        model, _ = float_model(ctx, student.model, pretrain, run.seed, f"{run.name}-float")
+
+    calibration_s = None
+    quantized = student is not None and student.method in ("ptq", "qat")
+    if quantized:
+        model, calibration_s = quantize_calibrated(
+            model,
+            run.bits,
+            ctx.data,
+            student.calibration_batches,
+            ctx.device,
+            student.fold_bn,
+            config.eval_batch_size,
+        )
+    if student is not None and student.trains:
+        seed_everything(run.seed)
+        training = ctx.train(model, student.train or TrainConfig(), run.seed, desc)
+
+    metrics = evaluate_splits(model, ctx.data, ctx.device, config.eval_batch_size)
+    if quantized:
+        metrics["test_acc_integer"] = integer_test_accuracy(
+            model, ctx.data, ctx.device, config.eval_batch_size
+        )
+    size = model_size(model)
+    checkpoint = ctx.out_dir / "checkpoints" / f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
+    save_model(
+        checkpoint,
+        model,
+        model_name=model_cfg.name,
+        model_options=model_cfg.options,
+        input_shape=ctx.data.input_shape,
+        num_outputs=ctx.data.num_classes,
+        fold_bn=bool(student and student.fold_bn),
+        extra={
+            "run_id": run.run_id,
+            "data": config.data.model_dump(mode="json"),
+            "metrics": metrics,
+        },
+    )
+    w_bits, a_bits = _bit_widths(run.bits)
+    return {
+        "run_id": run.run_id,
+        "experiment": config.name,
+        "name": run.name,
+        "group": run.student.name if run.student else run.name,
+        "model": model_cfg.name,
+        "method": run.method,
+        "bits": "float" if run.bits is None else QuantPlan.from_config(run.bits).short,
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "seed": run.seed,
+        "metrics": metrics,
+        "size_bytes": size.total_bytes,
+        "float32_bytes": size.float32_bytes,
+        "params": count_parameters(model),
+        "calibration_s": calibration_s,
+        "training": training,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "checkpoint": str(checkpoint.relative_to(ctx.out_dir)),
+        "config": run.config(),
+        "experiment_config": config.model_dump(mode="json"),
+        "data": ctx.data.summary(),
+        "versions": ctx.versions,
+        "device": str(ctx.device),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class ExperimentOutcome:
+    records: list[dict[str, Any]]
+    executed: int
+    skipped: int
+    out_dir: Path
+
+
+def run_experiment(
+    config: ExperimentConfig, out_dir: str | Path, *, force: bool = False
+) -> ExperimentOutcome:
+    """Run every planned run not already in ``out_dir/results.jsonl`` (all with ``force``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ResultsStore(out_dir / "results.jsonl")
+    runs = plan_runs(config)
+    done = set() if force else store.completed_ids()
+    data = build_dataset(config.data.name, **config.data.options)
+    ctx = RunContext(config, out_dir, data, resolve_device(config.device))
+    (out_dir / "experiment.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    to_do = sum(run.run_id not in done for run in runs)
+    console.print(
+        f"[bold]{config.name}[/]: {len(runs)} runs ({to_do} to do) on {data.name} "
+        f"{list(data.input_shape)}, device {ctx.device}, out {out_dir}"
+    )
+    executed = skipped = 0
+    for index, run in enumerate(runs, 1):
+        prefix = f"[{index}/{len(runs)}] {run.name} seed {run.seed}"
+        if run.run_id in done:
+            console.print(f"{prefix}: done earlier, skipped")
+            skipped += 1
+            continue
+        console.print(f"[bold cyan]{prefix}[/] ({run.method}, {run.run_id})")
+        record = execute_run(ctx, run)
+        store.append(record)
+        executed += 1
+        metrics = record["metrics"]
+        console.print(
+            f"{prefix}: test acc {metrics['test_acc']:.2f}%  size {record['size_bytes'] / 1024:.1f}"
+            f" KiB  {record['wall_s']:.1f}s"
+        )
+    planned = {run.run_id for run in runs}
+    records = [r for r in store.latest() if r.get("run_id") in planned]
+    return ExperimentOutcome(records, executed, skipped, out_dir)

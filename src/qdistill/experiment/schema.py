@@ -1,0 +1,178 @@
+"""The experiment YAML schema, validated on load; errors name the file and the key.
+
+    name: demo-digits
+    seeds: [0, 1, 2]
+    data: {name: digits}
+    teacher:
+      model: small_cnn
+      train: {epochs: 30, optimizer: {name: adam, lr: 0.003}}
+    students:
+      - {name: ptq, method: ptq, bits: [w8a8, w4a4, w2a2]}
+      - {name: qat, method: qat, bits: [w4a4, w2a2], train: {epochs: 15}}
+
+A student without ``model`` is the teacher's architecture initialised from the
+teacher's weights; a student with another ``model`` starts from that model
+trained in float (``pretrain``, by default the teacher's training recipe), or
+from random weights with ``init: scratch``. A list under ``bits`` is swept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qdistill.data import DATASETS
+from qdistill.errors import ConfigError
+from qdistill.models import MODELS
+from qdistill.quant import QuantPlan
+from qdistill.train import TrainConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        _check(lambda: MODELS.get(name))
+        return name
+
+
+class DataConfig(_Strict):
+    name: str = "digits"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        _check(lambda: DATASETS.get(name))
+        return name
+
+
+class TeacherConfig(_Strict):
+    model: ModelConfig
+    train: TrainConfig = TrainConfig()
+
+
+BitsValue = str | dict[str, Any]
+
+
+class StudentConfig(_Strict):
+    name: str = Field(min_length=1)
+    method: Literal["float", "ptq", "qat"]
+    model: ModelConfig | None = None
+    init: Literal["pretrained", "scratch"] = "pretrained"
+    bits: BitsValue | list[BitsValue] | None = None
+    fold_bn: bool = False
+    calibration_batches: int = Field(8, ge=1)
+    train: TrainConfig | None = None  # qat and float students
+    pretrain: TrainConfig | None = None  # float training of a different architecture
+
+    @field_validator("bits")
+    @classmethod
+    def _parse_bits(cls, value: Any) -> Any:
+        for entry in value if isinstance(value, list) else [value]:
+            if entry is not None:
+                _check(lambda e=entry: QuantPlan.from_config(e))
+        if isinstance(value, list) and not value:
+            raise ValueError("bits list is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudentConfig:
+        if self.method in ("ptq", "qat") and self.bits is None:
+            raise ValueError(f"method {self.method} needs 'bits' (e.g. w4a4)")
+        if self.method == "float" and self.bits is not None:
+            raise ValueError("method float takes no 'bits'; use ptq or qat to quantize")
+        if self.method == "ptq" and self.train is not None:
+            raise ValueError("method ptq does not train; remove 'train' or use qat")
+        if self.init == "scratch" and self.method == "ptq":
+            raise ValueError("ptq of random weights is meaningless; use init: pretrained")
+        return self
+
+    @property
+    def trains(self) -> bool:
+        """QAT always trains; a float student trains when given ``train`` or from scratch."""
+        return self.method == "qat" or (
+            self.method == "float" and (self.train is not None or self.init == "scratch")
+        )
+
+    def bits_list(self) -> list[BitsValue | None]:
+        return list(self.bits) if isinstance(self.bits, list) else [self.bits]
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    eval_batch_size: int = Field(256, ge=1)
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig
+    students: list[StudentConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExperimentConfig:
+        names = [s.name for s in self.students]
+        duplicates = sorted({n for n in names if names.count(n) > 1} | ({"teacher"} & set(names)))
+        if duplicates:
+            raise ValueError(f"student names must be unique and not 'teacher': {duplicates}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat: {self.seeds}")
+        return self
+
+
+def _check(action) -> None:
+    """Run a registry/plan check, turning its ConfigError into a pydantic-located error."""
+    try:
+        action()
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    return f"{source}: {location}: {message}{more}"
+
+
+def parse_experiment(raw: Any, source: str = "<experiment>") -> ExperimentConfig:
+    """Validate an already-parsed YAML/JSON mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: an experiment must be a mapping with name, teacher, students")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file (safe_load only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file") from None
+    return parse_experiment(raw, str(path))

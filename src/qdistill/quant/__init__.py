@@ -1,0 +1,40 @@
+"""Quantization engine: specs and plans, fake quantizers, prepare/calibrate/convert."""
+
+from qdistill.quant.calibrate import calibrate, calibration_mode
+from qdistill.quant.convert import IntegerLayer, convert
+from qdistill.quant.fold import fold_batchnorm
+from qdistill.quant.modules import QuantLayer, iter_quant_layers, iter_quantizers
+from qdistill.quant.plan import QuantPlan
+from qdistill.quant.prepare import is_quantized, layer_specs, plan_of, quantizable_layers, quantize
+from qdistill.quant.quantizer import FakeQuantizer, QParams
+from qdistill.quant.spec import (
+    LayerQuantSpec,
+    QuantizerSpec,
+    default_act_spec,
+    default_weight_spec,
+    parse_layer_spec,
+)
+
+__all__ = [
+    "FakeQuantizer",
+    "IntegerLayer",
+    "LayerQuantSpec",
+    "QParams",
+    "QuantLayer",
+    "QuantPlan",
+    "QuantizerSpec",
+    "calibrate",
+    "calibration_mode",
+    "convert",
+    "default_act_spec",
+    "default_weight_spec",
+    "fold_batchnorm",
+    "is_quantized",
+    "iter_quant_layers",
+    "iter_quantizers",
+    "layer_specs",
+    "parse_layer_spec",
+    "plan_of",
+    "quantizable_layers",
+    "quantize",
+]

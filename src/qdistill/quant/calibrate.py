@@ -1,0 +1,60 @@
+"""Post-training calibration: observe activation ranges on a few batches, no training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from qdistill.errors import ConfigError
+from qdistill.quant.modules import iter_quantizers
+
+
+@contextmanager
+def calibration_mode(model: nn.Module):
+    """Eval mode, activation quantizers observing the float activations (fake quant off)."""
+    was_training = model.training
+    quantizers = [q for _, q in iter_quantizers(model) if q.role == "act"]
+    model.eval()
+    for q in quantizers:
+        q.calibrating, q.fake_quant_enabled = True, False
+    try:
+        yield
+    finally:
+        for q in quantizers:
+            q.calibrating, q.fake_quant_enabled = False, True
+        model.train(was_training)
+
+
+def calibrate(
+    model: nn.Module,
+    batches: Iterable,
+    num_batches: int | None = None,
+    device: torch.device | str | None = None,
+) -> int:
+    """Run up to ``num_batches`` batches (inputs, or (inputs, ...) tuples) through ``model``.
+
+    Returns the number of batches used. Raises if some activation quantizer saw no
+    data (a layer the forward pass never reached).
+    """
+    if num_batches is not None and num_batches < 1:
+        raise ConfigError(f"calibration needs at least one batch, got {num_batches}")
+    seen = 0
+    with torch.no_grad(), calibration_mode(model):
+        for batch in batches:
+            if num_batches is not None and seen >= num_batches:
+                break
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(inputs.to(device) if device is not None else inputs)
+            seen += 1
+    if seen == 0:
+        raise ConfigError("calibration data is empty; give at least one batch")
+    missing = [name for name, q in iter_quantizers(model) if not q.is_ready]
+    if missing:
+        raise ConfigError(
+            f"calibration never reached quantizer(s) {missing[:5]}; "
+            "are those layers used in forward()?"
+        )
+    return seen

@@ -1,0 +1,116 @@
+"""QuantPlan: which layers get which LayerQuantSpec, by module-name pattern.
+
+A plan maps patterns to specs, e.g. ``{"*": "w4a4", "classifier": "w8a8",
+"features.0": "float"}``. Patterns are shell-style globs over full module names
+(``features.*``); a mapping with a ``bits`` key is one spec for all layers
+instead. A pattern without wildcards matches that module and everything
+inside it. ``@first`` and ``@last`` name the first and last quantizable layer in
+module order. When several patterns match a layer, the most specific one wins:
+``@first``/``@last`` first, then the pattern with the most literal characters,
+then the later entry. A pattern that matches no layer is an error (a typo would
+otherwise silently leave layers unquantized).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+
+from qdistill.errors import ConfigError
+from qdistill.quant.spec import LayerQuantSpec, parse_layer_spec
+
+_POSITIONAL = ("@first", "@last")
+_WILDCARDS = "*?["
+
+
+def _literal_chars(pattern: str) -> int:
+    return sum(ch not in _WILDCARDS for ch in pattern)
+
+
+def _matches(pattern: str, name: str, index: int, count: int) -> bool:
+    if pattern == "@first":
+        return index == 0
+    if pattern == "@last":
+        return index == count - 1
+    if any(ch in pattern for ch in _WILDCARDS):
+        return fnmatchcase(name, pattern)
+    return name == pattern or name.startswith(pattern + ".")
+
+
+class QuantPlan:
+    """An ordered list of (pattern, spec) rules; spec None keeps matching layers float."""
+
+    def __init__(self, rules: Sequence[tuple[str, LayerQuantSpec | None]]) -> None:
+        if not rules:
+            raise ConfigError("quantization plan is empty; give e.g. 'w8a8' or {'*': 'w4a4'}")
+        self.rules = list(rules)
+
+    @classmethod
+    def from_config(cls, value: Any) -> QuantPlan:
+        """Build a plan from 'w4a4', a {pattern: spec} mapping, or an existing plan."""
+        if isinstance(value, QuantPlan):
+            return value
+        if isinstance(value, (str, LayerQuantSpec)) or (
+            isinstance(value, Mapping) and "bits" in value
+        ):  # one spec for every layer, e.g. {"bits": "w2a2", "weight": {"range": "learned"}}
+            return cls([("*", parse_layer_spec(value))])
+        if isinstance(value, Mapping):
+            rules = []
+            for pattern, spec in value.items():
+                if not isinstance(pattern, str) or not pattern:
+                    raise ConfigError(f"plan pattern {pattern!r} must be a non-empty string")
+                if pattern.startswith("@") and pattern not in _POSITIONAL:
+                    raise ConfigError(
+                        f"plan selector {pattern!r} is unknown; use {' or '.join(_POSITIONAL)}"
+                    )
+                try:
+                    rules.append((pattern, parse_layer_spec(spec)))
+                except ConfigError as err:
+                    raise ConfigError(f"plan entry {pattern!r}: {err}") from None
+            return cls(rules)
+        raise ConfigError(
+            f"quantization plan {value!r} must be a string like 'w4a4' or a mapping "
+            "of module-name patterns to specs"
+        )
+
+    def assign(self, layer_names: Sequence[str]) -> dict[str, LayerQuantSpec | None]:
+        """The spec of every layer (None = float); layers no rule matches stay float."""
+        count = len(layer_names)
+        used: set[str] = set()
+        assignment: dict[str, LayerQuantSpec | None] = {}
+        for index, name in enumerate(layer_names):
+            best_key: tuple[int, int, int] | None = None
+            best_spec: LayerQuantSpec | None = None
+            for order, (pattern, spec) in enumerate(self.rules):
+                if not _matches(pattern, name, index, count):
+                    continue
+                used.add(pattern)
+                positional = int(pattern in _POSITIONAL)
+                key = (positional, _literal_chars(pattern), order)
+                if best_key is None or key > best_key:
+                    best_key, best_spec = key, spec
+            assignment[name] = best_spec
+        unused = [pattern for pattern, _ in self.rules if pattern not in used]
+        if unused:
+            shown = ", ".join(layer_names[:12]) + (" ..." if count > 12 else "")
+            raise ConfigError(
+                f"plan pattern(s) {unused} match no quantizable layer; layers are: {shown}"
+            )
+        return assignment
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-friendly form: {pattern: short form or full spec dict or None}."""
+        return {pattern: spec.to_config() if spec else None for pattern, spec in self.rules}
+
+    @property
+    def short(self) -> str:
+        """'w4a4' for a uniform default plan, else 'mixed'."""
+        if len(self.rules) == 1 and self.rules[0][0] == "*":
+            spec = self.rules[0][1]
+            return spec.short if spec else "float"
+        return "mixed"
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{p!r}: {s.short if s else 'float'}" for p, s in self.rules)
+        return f"QuantPlan({{{inner}}})"

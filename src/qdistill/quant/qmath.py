@@ -1,0 +1,92 @@
+"""Uniform affine quantization arithmetic, as pure tensor functions.
+
+    q = clip(round(x / s) + z, q_min, q_max)        x_hat = s * (q - z)
+
+The rounding is computed as ``round(x * (1 / s))`` with a float32 reciprocal and
+round-half-to-even, exactly as PyTorch's fused fake-quantize kernels do, so the
+integer codes produced here are bit-identical to what fake quantization used.
+1-bit signed symmetric quantization is *binary*: codes are {-1, +1} and
+x_hat = s * sign(x) with sign(0) = +1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Smallest scale we allow: keeps 1/s finite for all-zero tensors or channels.
+SCALE_EPS = 1e-8
+
+
+def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[int, int]:
+    """(q_min, q_max) of a ``bits``-wide integer; narrow range drops the most negative code."""
+    if signed:
+        if bits == 1:
+            return -1, 1  # binary codes {-1, +1}; 0 never occurs
+        q_min, q_max = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        return (q_min + 1 if narrow_range else q_min), q_max
+    return 0, 2**bits - 1
+
+
+def qparams_from_range(
+    min_val: torch.Tensor,
+    max_val: torch.Tensor,
+    q_min: int,
+    q_max: int,
+    symmetric: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point covering [min_val, max_val] (widened to include 0).
+
+    Zero is always exactly representable, so zero padding and ReLU zeros stay exact.
+    Symmetric: s = max(|min|, |max|) / q_max, z = 0. Asymmetric: s = (max - min) /
+    (q_max - q_min), z = clip(q_min - round(min / s)).
+    """
+    min_val = torch.clamp(min_val, max=0.0)
+    max_val = torch.clamp(max_val, min=0.0)
+    if symmetric:
+        scale = torch.maximum(-min_val, max_val) / q_max
+        scale = torch.clamp(scale, min=SCALE_EPS)
+        return scale, torch.zeros_like(scale, dtype=torch.int32)
+    scale = torch.clamp((max_val - min_val) / (q_max - q_min), min=SCALE_EPS)
+    zero_point = torch.clamp(q_min - torch.round(min_val / scale), q_min, q_max)
+    return scale, zero_point.to(torch.int32)
+
+
+def _broadcast(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
+    if axis is None or param.numel() == 1:
+        return param.reshape(())
+    shape = [1] * x.dim()
+    shape[axis] = -1
+    return param.reshape(shape)
+
+
+def quantize_codes(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    q_min: int,
+    q_max: int,
+    axis: int | None = None,
+    binary: bool = False,
+) -> torch.Tensor:
+    """Integer codes of ``x`` (as an int32 tensor), identical to fake quantization's."""
+    if binary:
+        return torch.where(x >= 0, 1, -1).to(torch.int32)
+    inv_scale = 1.0 / _broadcast(scale.float(), x, axis)
+    codes = torch.round(x * inv_scale) + _broadcast(zero_point, x, axis)
+    return torch.clamp(codes, q_min, q_max).to(torch.int32)
+
+
+def dequantize_codes(
+    codes: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    axis: int | None = None,
+) -> torch.Tensor:
+    """x_hat = s * (q - z)."""
+    centred = (codes - _broadcast(zero_point, codes, axis)).float()
+    return centred * _broadcast(scale.float(), codes, axis)
+
+
+def channel_reduce_dims(x: torch.Tensor, axis: int | None) -> tuple[int, ...]:
+    """All dimensions of ``x`` except the channel axis (all of them when per-tensor)."""
+    return tuple(d for d in range(x.dim()) if d != axis)

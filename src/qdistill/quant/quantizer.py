@@ -1,0 +1,312 @@
+"""FakeQuantizer: quantize-then-dequantize one tensor in the forward pass.
+
+Gradients pass straight through the rounding (STE) and are zero where values are
+clipped. The heavy lifting is done by PyTorch's fused fake-quantize kernels; with
+``range="learned"`` the scale is a trainable parameter updated by the LSQ
+gradient (``torch._fake_quantize_learnable_*``). Weight ranges (min/max or MSE)
+are recomputed from the current weight at every call, so they never go stale;
+activation ranges are observed (running min/max, EMA, percentile) while
+training or calibrating and frozen in eval mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from qdistill.quant.qmath import SCALE_EPS, qparams_from_range
+from qdistill.quant.spec import QuantizerSpec
+
+Role = Literal["weight", "act"]
+# Clipping ratios (of max |w|) searched by the "mse" weight range.
+_MSE_CLIP_RATIOS = torch.linspace(0.1, 1.0, 19).tolist()
+# Percentile ranges are estimated on at most this many evenly strided samples.
+_PERCENTILE_SAMPLES = 1 << 18
+
+
+class QParams(NamedTuple):
+    """Everything needed to map a tensor to integer codes and back."""
+
+    scale: torch.Tensor  # float32, shape (channels,) or (1,)
+    zero_point: torch.Tensor  # int32, same shape
+    q_min: int
+    q_max: int
+    axis: int | None  # channel axis, None when per tensor
+    binary: bool  # codes are {-1, +1}: x_hat = scale * code
+
+
+class _BinaryFakeQuant(torch.autograd.Function):
+    """x_hat = s * sign(x) (sign(0) = +1); STE inside |x| <= s; d x_hat / d s = sign(x)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, scale)
+        return torch.where(x >= 0, scale, -scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, scale = ctx.saved_tensors
+        grad_x = grad * (x.abs() <= scale)
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            sign = torch.where(x >= 0, 1.0, -1.0)
+            grad_scale = (grad * sign).sum_to_size(scale.shape)
+        return grad_x, grad_scale
+
+
+def _channels_first(x: torch.Tensor, axis: int | None) -> torch.Tensor:
+    """View ``x`` as (channels, rest) (or (1, all) per tensor) for per-channel reductions."""
+    if axis is None:
+        return x.reshape(1, -1)
+    if axis != 0:
+        x = x.transpose(0, axis)
+    return x.reshape(x.shape[0], -1)
+
+
+def _view_along(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
+    if axis is None:
+        return param.reshape(())
+    shape = [1] * x.dim()
+    shape[axis] = -1
+    return param.reshape(shape)
+
+
+class FakeQuantizer(nn.Module):
+    """Fake-quantizes a weight (role="weight") or a layer input (role="act")."""
+
+    def __init__(
+        self,
+        spec: QuantizerSpec,
+        role: Role,
+        channel_axis: int = 0,
+        num_channels: int = 1,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.role = role
+        per_channel = spec.granularity == "per_channel"
+        self.axis = channel_axis if per_channel else None
+        n = num_channels if per_channel else 1
+        self.learned = spec.range == "learned"
+        self.fake_quant_enabled = True
+        self.observer_enabled = True
+        self.calibrating = False
+
+        signed = spec.signed
+        if signed is None and role == "weight":
+            signed = True
+        elif signed is None and not spec.symmetric:
+            signed = False  # asymmetric activations: unsigned codes with a zero point
+        self._set_signed(signed)  # None: symmetric activations, decided by the first batch
+
+        kw = {"device": device}
+        self.register_buffer("_zeros", torch.zeros(n, dtype=torch.int32, **kw), persistent=False)
+        if role == "act" or self.learned:
+            self.register_buffer("zero_point", torch.zeros(n, dtype=torch.int32, **kw))
+            self.register_buffer("initialized", torch.zeros((), dtype=torch.uint8, **kw))
+            if self.learned:
+                self.scale = nn.Parameter(torch.ones(n, **kw))
+            else:
+                self.register_buffer("scale", torch.ones(n, **kw))
+        if role == "act":
+            self.register_buffer("running_min", torch.zeros(n, **kw))
+            self.register_buffer("running_max", torch.zeros(n, **kw))
+            self.register_buffer(
+                "signed_state", torch.tensor(-1 if signed is None else int(signed))
+            )
+        self._initialized = False
+        self._mse_cache: tuple[tuple[int, int], torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_from_buffers())
+
+    # -- state ---------------------------------------------------------------------------
+    def _set_signed(self, signed: bool | None) -> None:
+        self.signed = signed
+        if signed is None:
+            self.q_min, self.q_max, self.binary = 0, 0, False
+            return
+        self.q_min, self.q_max = self.spec.integer_range(signed)
+        self.binary = self.spec.is_binary(signed)
+
+    def _sync_from_buffers(self) -> None:
+        if hasattr(self, "initialized"):
+            self._initialized = bool(self.initialized.item())
+        if hasattr(self, "signed_state") and int(self.signed_state) >= 0:
+            self._set_signed(bool(int(self.signed_state)))
+
+    @property
+    def is_ready(self) -> bool:
+        """True when the quantizer can produce qparams without seeing more data."""
+        return (self.role == "weight" and not self.learned) or self._initialized
+
+    def _mark_initialized(self) -> None:
+        self._initialized = True
+        self.initialized.fill_(1)
+
+    # -- ranges --------------------------------------------------------------------------
+    @torch.no_grad()
+    def weight_qparams(
+        self, weight: torch.Tensor, use_mse: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point for ``weight`` from its current values (min/max or MSE).
+
+        Binary weights use the L2-optimal scale mean(|w|) per channel.
+        """
+        flat = _channels_first(weight.detach(), self.axis)
+        if self.binary:
+            return flat.abs().mean(1).clamp_min(SCALE_EPS), self._zeros
+        if use_mse is None:
+            use_mse = self.spec.range == "mse"
+        if self.spec.symmetric:
+            amax = flat.abs().amax(1)
+            if use_mse and not isinstance(weight, nn.Parameter):
+                return self._mse_scale(flat, amax), self._zeros
+            if use_mse:
+                # The search is costly: reuse it until the parameter changes in place.
+                key = (weight.data_ptr(), weight._version)
+                if self._mse_cache is None or self._mse_cache[0] != key:
+                    self._mse_cache = (key, self._mse_scale(flat, amax))
+                return self._mse_cache[1], self._zeros
+            return (amax / self.q_max).clamp_min(SCALE_EPS), self._zeros
+        lo, hi = torch.aminmax(flat, dim=1)
+        return qparams_from_range(lo, hi, self.q_min, self.q_max, symmetric=False)
+
+    def _mse_scale(self, flat: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
+        """Per-row scale minimising the squared error of symmetric quantization."""
+        zeros = torch.zeros(flat.shape[0], dtype=torch.int32, device=flat.device)
+        best_scale = (amax / self.q_max).clamp_min(SCALE_EPS)
+        best_err = torch.full_like(amax, math.inf)
+        for ratio in _MSE_CLIP_RATIOS:
+            scale = (amax * (ratio / self.q_max)).clamp_min(SCALE_EPS)
+            q = torch.fake_quantize_per_channel_affine(
+                flat, scale, zeros, 0, self.q_min, self.q_max
+            )
+            err = (q - flat).square_().sum(1)
+            better = err < best_err
+            best_scale = torch.where(better, scale, best_scale)
+            best_err = torch.where(better, err, best_err)
+        return best_scale
+
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor) -> None:
+        """Update the running activation range from one batch and refresh scale/zero point."""
+        x = x.detach()
+        if self.signed is None:
+            self._set_signed(bool(x.min() < 0))
+            self.signed_state.fill_(int(self.signed))
+        if self.binary:
+            lo = hi = x.abs().mean().reshape(1)
+        elif self.spec.range == "percentile":
+            lo, hi = self._percentile_range(x)
+        else:
+            lo, hi = (v.reshape(1) for v in torch.aminmax(x))
+        if not self._initialized:
+            self.running_min.copy_(lo)
+            self.running_max.copy_(hi)
+        elif self.spec.range == "minmax":
+            torch.minimum(self.running_min, lo, out=self.running_min)
+            torch.maximum(self.running_max, hi, out=self.running_max)
+        else:
+            weight = 1.0 - self.spec.momentum
+            self.running_min.lerp_(lo, weight)
+            self.running_max.lerp_(hi, weight)
+        if self.binary:
+            scale, zero_point = self.running_max.clamp_min(SCALE_EPS), self._zeros
+        else:
+            scale, zero_point = qparams_from_range(
+                self.running_min, self.running_max, self.q_min, self.q_max, self.spec.symmetric
+            )
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zero_point)
+        if not self._initialized:
+            self._mark_initialized()
+
+    def _percentile_range(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(-1)
+        if flat.numel() > _PERCENTILE_SAMPLES:
+            flat = flat[:: flat.numel() // _PERCENTILE_SAMPLES]
+        q = torch.tensor(
+            [1.0 - self.spec.percentile / 100.0, self.spec.percentile / 100.0],
+            device=x.device,
+            dtype=flat.dtype,
+        )
+        lo, hi = torch.quantile(flat.float(), q.float())
+        return lo.reshape(1), hi.reshape(1)
+
+    @torch.no_grad()
+    def _init_learned_weight(self, weight: torch.Tensor) -> None:
+        """Start a learned weight scale at the MSE-optimal clipping range."""
+        scale, zero_point = self.weight_qparams(weight, use_mse=True)
+        self.scale.copy_(scale)
+        self.zero_point.copy_(zero_point)
+        self._mark_initialized()
+
+    def _should_observe(self) -> bool:
+        if self.role == "weight":
+            return False
+        if self.learned:
+            return self.calibrating or not self._initialized
+        return self.calibrating or (self.training and self.observer_enabled)
+
+    # -- forward -------------------------------------------------------------------------
+    def qparams(self, weight: torch.Tensor | None = None) -> QParams:
+        """Current quantization parameters (weights need the weight tensor they apply to)."""
+        if self.role == "weight" and not self.learned:
+            if weight is None:
+                raise ValueError("weight quantizer qparams need the weight tensor")
+            scale, zero_point = self.weight_qparams(weight)
+        else:
+            if not self._initialized:
+                raise RuntimeError("quantizer has no range yet: calibrate or train the model first")
+            scale = self.scale.detach().abs().clamp_min(SCALE_EPS)
+            zero_point = self.zero_point
+        return QParams(scale, zero_point, self.q_min, self.q_max, self.axis, self.binary)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._should_observe():
+            self._observe(x)
+        elif self.learned and not self._initialized:
+            self._init_learned_weight(x)
+        if not self.fake_quant_enabled:
+            return x
+        if self.learned:
+            return self._learned_fake_quant(x)
+        if self.role == "weight":
+            scale, zero_point = self.weight_qparams(x)
+        else:
+            scale, zero_point = self.scale, self.zero_point
+        if self.binary:
+            return _BinaryFakeQuant.apply(x, _view_along(scale, x, self.axis))
+        if self.axis is None:
+            return torch.fake_quantize_per_tensor_affine(
+                x, scale, zero_point, self.q_min, self.q_max
+            )
+        return torch.fake_quantize_per_channel_affine(
+            x, scale, zero_point, self.axis, self.q_min, self.q_max
+        )
+
+    def _learned_fake_quant(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale.abs().clamp_min(SCALE_EPS)
+        if self.binary:
+            return _BinaryFakeQuant.apply(x, _view_along(scale, x, self.axis))
+        # LSQ gradient scaling: 1 / sqrt(elements per scale * q_max).
+        grad_factor = 1.0 / math.sqrt(x.numel() / scale.numel() * max(self.q_max, 1))
+        zero_point = self.zero_point.float()
+        if self.axis is None:
+            return torch._fake_quantize_learnable_per_tensor_affine(
+                x, scale, zero_point, self.q_min, self.q_max, grad_factor
+            )
+        return torch._fake_quantize_learnable_per_channel_affine(
+            x, scale, zero_point, self.axis, self.q_min, self.q_max, grad_factor
+        )
+
+    def extra_repr(self) -> str:
+        sign = "auto" if self.signed is None else ("signed" if self.signed else "unsigned")
+        kind = "binary" if self.binary else f"[{self.q_min}, {self.q_max}]"
+        return (
+            f"{self.role}, bits={self.spec.bits}, {sign} {kind}, {self.spec.granularity}, "
+            f"range={self.spec.range}, symmetric={self.spec.symmetric}"
+        )

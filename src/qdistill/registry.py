@@ -1,0 +1,76 @@
+"""Name -> object registries used by models, datasets and other pluggable parts.
+
+A decorator at the definition registers an object under the string that YAML
+files and the CLI use; looking up an unknown name fails with the list of known
+names, so a typo tells the user what would have worked.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from difflib import get_close_matches
+from typing import Any, Generic, TypeVar
+
+from qdistill.errors import ConfigError, UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named collection of objects of one kind (e.g. "model", "dataset")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering the decorated object under ``name``."""
+
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = get_close_matches(name, self._entries, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{hint}; known {self.kind}s: {', '.join(self.names())}"
+            ) from None
+
+    def build(self, name: str, fixed: dict[str, Any], options: dict[str, Any]) -> Any:
+        """Call the factory ``name`` with ``fixed`` arguments (supplied by qdistill) and
+        user ``options``; an unknown option or an invalid value is a ConfigError."""
+        factory = self.get(name)
+        accepted = [p for p in inspect.signature(factory).parameters if p not in fixed]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} {name!r} has no option(s) {unknown}; its options are: "
+                f"{', '.join(accepted) or 'none'}"
+            )
+        try:
+            return factory(**fixed, **options)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"{self.kind} {name!r} cannot be built with {options}: {err}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)

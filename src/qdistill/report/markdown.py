@@ -1,0 +1,172 @@
+"""Markdown report and console table of an experiment's results."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from qdistill.report.plots import plot_accuracy_vs_bits
+from qdistill.report.summary import SummaryRow, summarize
+
+PRIMARY = "test_acc"
+
+
+def _teacher_row(rows: list[SummaryRow]) -> SummaryRow | None:
+    return next((r for r in rows if r.name == "teacher"), None)
+
+
+def _columns(row: SummaryRow, teacher: SummaryRow | None) -> list[str]:
+    acc = row.metrics.get(PRIMARY)
+    delta = ""
+    if acc and teacher and row is not teacher and PRIMARY in teacher.metrics:
+        delta = f"{acc.mean - teacher.metrics[PRIMARY].mean:+.2f}"
+    integer = row.metrics.get("test_acc_integer")
+    return [
+        row.name,
+        row.model,
+        row.method,
+        row.bits,
+        str(len(row.seeds)),
+        acc.format() if acc else "n/a",
+        delta,
+        integer.format() if integer else "",
+        f"{row.size_bytes / 1024:.1f}",
+        f"{row.compression:.1f}x" if math.isfinite(row.compression) else "",
+        row.wall_s.format(1) if row.wall_s else "",
+    ]
+
+
+HEADERS = [
+    "Run",
+    "Model",
+    "Method",
+    "Bits",
+    "Seeds",
+    "Test acc. (%)",
+    "Δ vs teacher",
+    "Integer model acc. (%)",
+    "Size (KiB)",
+    "Compression",
+    "Time (s)",
+]
+
+
+# Columns shown in the terminal (the Markdown report has them all).
+CONSOLE_HEADERS = (
+    "Run",
+    "Method",
+    "Bits",
+    "Seeds",
+    "Test acc. (%)",
+    "Δ vs teacher",
+    "Integer model acc. (%)",
+    "Size (KiB)",
+    "Compression",
+)
+
+
+def results_table(records: list[dict[str, Any]]) -> Table:
+    """A rich table of the summary rows, for the terminal."""
+    rows = summarize(records)
+    teacher = _teacher_row(rows)
+    keep = [HEADERS.index(h) for h in CONSOLE_HEADERS]
+    table = Table(title="Results (mean ± standard error over seeds)")
+    for header in CONSOLE_HEADERS:
+        table.add_column(header, justify="left" if header in ("Run", "Method") else "right")
+    for row in rows:
+        cells = _columns(row, teacher)
+        table.add_row(*(cells[i] for i in keep))
+    return table
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(
+    out_dir: str | Path, records: list[dict[str, Any]], title: str | None = None
+) -> Path:
+    """Write ``report.md`` (and its plots) into ``out_dir``; return the report's path."""
+    out_dir = Path(out_dir)
+    rows = summarize(records)
+    teacher = _teacher_row(rows)
+    first = records[0] if records else {}
+    data = first.get("data", {})
+    experiment = first.get("experiment_config", {})
+    title = title or first.get("experiment", "experiment")
+    test_size = data.get("sizes", {}).get("test")
+    lines = [
+        f"# {title}",
+        "",
+        experiment.get("description", "") or "",
+        "",
+        f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by qdistill "
+        f"{first.get('versions', {}).get('qdistill', '?')} (torch "
+        f"{first.get('versions', {}).get('torch', '?')}, device {first.get('device', '?')}).",
+        "",
+        f"Data: **{data.get('name', '?')}**, inputs {data.get('input_shape')}, "
+        f"{data.get('num_classes')} classes, split sizes {data.get('sizes')}.",
+    ]
+    if test_size:
+        lines.append(
+            f"One test sample is {100 / test_size:.2f} accuracy points; differences smaller "
+            "than a few samples or than the standard errors below are noise."
+        )
+    lines += ["", "## Results", "", _markdown_table(HEADERS, [_columns(r, teacher) for r in rows])]
+    lines += [
+        "",
+        "Test accuracy is that of the fake-quantized model; *integer model* is the same "
+        "model after `convert()` (integer weights and activations, exact integer "
+        "accumulation), which must agree. Size counts weights at their bit widths plus "
+        "scales, zero points, biases and BatchNorm statistics; compression is relative "
+        "to the same values stored as float32.",
+    ]
+    plot = plot_accuracy_vs_bits(rows, out_dir / "accuracy_vs_bits.png", PRIMARY)
+    if plot is not None:
+        lines += ["", "## Accuracy versus bit width", "", f"![accuracy vs bits]({plot.name})"]
+    lines += ["", "## Runs", ""]
+    run_rows = [
+        [
+            r["name"],
+            str(r["seed"]),
+            r["run_id"],
+            f"{r['metrics'].get('train_acc', math.nan):.2f}",
+            f"{r['metrics'].get('val_acc', math.nan):.2f}",
+            f"{r['metrics'].get(PRIMARY, math.nan):.2f}",
+            str((r.get("training") or {}).get("best_epoch", "")),
+            f"{r.get('wall_s', math.nan):.1f}",
+            r.get("checkpoint", ""),
+        ]
+        for r in records
+    ]
+    lines.append(
+        _markdown_table(
+            [
+                "Run",
+                "Seed",
+                "Id",
+                "Train acc.",
+                "Val acc.",
+                "Test acc.",
+                "Best epoch",
+                "Time (s)",
+                "Checkpoint",
+            ],
+            run_rows,
+        )
+    )
+    lines += [
+        "",
+        "Every run's full record (config, seed, versions, per-epoch history) is in "
+        "`results.jsonl`; the experiment as validated is in `experiment.json`.",
+        "",
+    ]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,64 @@
+"""Plots for reports (matplotlib, written as PNG files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from qdistill.report.summary import SummaryRow
+
+
+def _bits_label(row: SummaryRow) -> str:
+    w = "32" if row.w_bits in (None, 32) else str(row.w_bits)
+    a = "32" if row.a_bits in (None, 32) else str(row.a_bits)
+    return f"W{w}A{a}"
+
+
+def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Path | None:
+    """Metric of each student group across its bit settings; the teacher as a line.
+
+    Returns None when no group has a uniform bit width to plot.
+    """
+    points = [
+        r for r in rows if r.w_bits is not None and metric in r.metrics and r.name != "teacher"
+    ]
+    quantized = [r for r in points if r.method in ("ptq", "qat")]
+    if not quantized:
+        return None
+    labels = sorted(
+        {_bits_label(r) for r in points}, key=lambda lab: tuple(-int(x) for x in lab[1:].split("A"))
+    )
+    position = {label: i for i, label in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    groups: dict[str, list[SummaryRow]] = {}
+    for row in points:
+        groups.setdefault(row.group, []).append(row)
+    for group, members in groups.items():
+        members.sort(key=lambda r: position[_bits_label(r)])
+        xs = [position[_bits_label(r)] for r in members]
+        ys = [r.metrics[metric].mean for r in members]
+        errs = [r.metrics[metric].se or 0.0 for r in members]
+        method = members[0].method
+        label = group if group == method else f"{group} ({method})"
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label)
+    teacher = next((r for r in rows if r.name == "teacher" and metric in r.metrics), None)
+    if teacher is not None:
+        ax.axhline(
+            teacher.metrics[metric].mean,
+            color="gray",
+            linestyle="--",
+            label=f"float teacher ({teacher.model})",
+        )
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("bit width (weights / activations)")
+    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if metric.endswith("acc") else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

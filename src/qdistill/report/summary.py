@@ -1,0 +1,79 @@
+"""Aggregate run records into rows: one per configuration, mean and standard error over seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stat:
+    mean: float
+    se: float | None  # standard error of the mean; None with a single value
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat | None:
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        if not values:
+            return None
+        se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+        return cls(statistics.fmean(values), se, len(values))
+
+    def format(self, digits: int = 2) -> str:
+        text = f"{self.mean:.{digits}f}"
+        return text if self.se is None else f"{text} ± {self.se:.{digits}f}"
+
+
+@dataclass
+class SummaryRow:
+    name: str
+    group: str
+    model: str
+    method: str
+    bits: str
+    w_bits: int | None
+    a_bits: int | None
+    seeds: list[int]
+    metrics: dict[str, Stat] = field(default_factory=dict)
+    size_bytes: float = 0.0
+    float32_bytes: float = 0.0
+    wall_s: Stat | None = None
+
+    @property
+    def compression(self) -> float:
+        return self.float32_bytes / self.size_bytes if self.size_bytes else math.nan
+
+
+def summarize(records: list[dict[str, Any]]) -> list[SummaryRow]:
+    """One row per (name, model, method, bits), in order of first appearance."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record["name"], record["model"], record["method"], record["bits"])
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for (name, model, method, bits), members in groups.items():
+        metric_names = sorted({k for r in members for k in r.get("metrics", {})})
+        rows.append(
+            SummaryRow(
+                name=name,
+                group=members[0].get("group", name),
+                model=model,
+                method=method,
+                bits=bits,
+                w_bits=members[0].get("w_bits"),
+                a_bits=members[0].get("a_bits"),
+                seeds=sorted(r["seed"] for r in members),
+                metrics={
+                    m: stat
+                    for m in metric_names
+                    if (stat := Stat.of([r["metrics"].get(m) for r in members])) is not None
+                },
+                size_bytes=statistics.fmean(r["size_bytes"] for r in members),
+                float32_bytes=statistics.fmean(r["float32_bytes"] for r in members),
+                wall_s=Stat.of([r.get("wall_s") for r in members]),
+            )
+        )
+    return rows

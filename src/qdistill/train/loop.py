@@ -1,0 +1,186 @@
+"""The one training loop: forward, loss, backward, hooks, step; per-epoch validation.
+
+Every method (plain training, QAT, later distillation) goes through :func:`fit`;
+what differs is the ``loss_fn`` and the hooks, never a copy of the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qdistill.console import console, progress_bar
+from qdistill.errors import NonFiniteLossError
+from qdistill.train.checkpoint import save_checkpoint
+from qdistill.train.config import TrainConfig
+from qdistill.train.optim import build_optimizer, lr_factor
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+HOOK_NAMES = ("after_backward", "on_epoch_end")
+
+
+def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float | None = None
+    wall_s: float = 0.0
+
+
+def _to_device(batch: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Iterable,
+    config: TrainConfig,
+    *,
+    loss_fn: LossFn = classification_loss,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    monitor: str = "val_acc",
+    maximize: bool = True,
+    hooks: dict[str, list[Callable]] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_metadata: dict[str, Any] | None = None,
+    device: torch.device | str | None = None,
+    desc: str = "train",
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``model`` in place for ``config.epochs`` epochs.
+
+    ``evaluate(model)`` returns validation metrics after each epoch; the epoch with
+    the best ``monitor`` value is kept (and restored at the end when
+    ``config.restore_best``). Hooks: ``after_backward(model, step)`` runs between
+    backward and the optimiser step (e.g. pruning regularisers), ``on_epoch_end(model,
+    epoch, metrics)`` after validation. With ``checkpoint_dir``, ``last.safetensors``
+    is written every epoch and ``best.safetensors`` whenever the monitor improves.
+    A NaN or infinite loss stops training with :class:`NonFiniteLossError`.
+    """
+    hooks = hooks or {}
+    unknown = set(hooks) - set(HOOK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown hook(s) {sorted(unknown)}; known: {HOOK_NAMES}")
+    device = torch.device(device) if device is not None else None
+    result = TrainResult()
+    if config.epochs == 0:
+        return result
+    steps_per_epoch = len(train_batches) if isinstance(train_batches, Sized) else None
+    if steps_per_epoch == 0:
+        raise ValueError("training data is empty")
+    optimizer = build_optimizer(model, config.optimizer)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    best_state: dict[str, torch.Tensor] | None = None
+    accumulate = config.grad_accumulation
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    started = time.perf_counter()
+
+    with progress_bar() as progress:
+        task = progress.add_task(desc, total=steps_per_epoch, status="")
+        for epoch in range(config.epochs):
+            model.train()
+            epoch_start = time.perf_counter()
+            progress.reset(task, total=steps_per_epoch, description=f"{desc} {epoch + 1}")
+            loss_sum, loss_count, step = 0.0, 0, 0
+            optimizer.zero_grad(set_to_none=True)
+            for step, batch in enumerate(train_batches):
+                fraction = step / steps_per_epoch if steps_per_epoch else 0.0
+                factor = lr_factor(config.schedule, config.epochs, epoch + fraction)
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * factor
+                loss = loss_fn(model, _to_device(batch, device))
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        f"{desc}: loss became {loss_value} at epoch {epoch + 1} step {step + 1}; "
+                        f"lower the learning rate (now {base_lrs[0] * factor:.3g}) or check the "
+                        "data for NaN/inf values"
+                    )
+                (loss / accumulate if accumulate > 1 else loss).backward()
+                for hook in hooks.get("after_backward", ()):
+                    hook(model, step)
+                if (step + 1) % accumulate == 0:
+                    _optimizer_step(model, optimizer, config.grad_clip)
+                loss_sum += loss_value
+                loss_count += 1
+                progress.update(task, advance=1, status=f"loss {loss_sum / loss_count:.4f}")
+            if (step + 1) % accumulate != 0:
+                _optimizer_step(model, optimizer, config.grad_clip)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(loss_count, 1),
+                "lr": base_lrs[0] * factor,
+            }
+            if evaluate is not None:
+                record.update(evaluate(model))
+            record["epoch_s"] = time.perf_counter() - epoch_start
+            result.history.append(record)
+            improved = _improved(record.get(monitor), result.best_score, maximize)
+            if improved or evaluate is None:
+                result.best_epoch, result.best_score = epoch + 1, record.get(monitor)
+                if config.restore_best:
+                    best_state = copy.deepcopy(model.state_dict())
+            if checkpoint_dir is not None:
+                meta = {**(checkpoint_metadata or {}), "epoch": epoch + 1, "metrics": record}
+                save_checkpoint(checkpoint_dir / "last.safetensors", model, meta)
+                if improved:
+                    save_checkpoint(checkpoint_dir / "best.safetensors", model, meta)
+            for hook in hooks.get("on_epoch_end", ()):
+                hook(model, epoch + 1, record)
+            if not quiet:
+                console.print(_epoch_line(desc, config.epochs, record, improved))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _optimizer_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None
+) -> None:
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _improved(value: float | None, best: float | None, maximize: bool) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if maximize else value < best
+
+
+def _epoch_line(desc: str, epochs: int, record: dict[str, float], improved: bool) -> str:
+    skip = {"epoch", "epoch_s", "lr"}
+    metrics = "  ".join(
+        f"{key} {value:.4f}" if "loss" in key else f"{key} {value:.2f}"
+        for key, value in record.items()
+        if key not in skip and isinstance(value, (int, float))
+    )
+    mark = " *" if improved else ""
+    return (
+        f"  {desc} epoch {record['epoch']:>3}/{epochs}  {metrics}  lr {record['lr']:.2e}  "
+        f"{record['epoch_s']:.1f}s{mark}"
+    )

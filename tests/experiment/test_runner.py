@@ -1,0 +1,109 @@
+import json
+from importlib import metadata
+
+import pytest
+
+from qdistill.experiment import ResultsStore, parse_experiment, run_experiment
+from qdistill.models import load_model
+from qdistill.report import summarize, write_report
+
+REQUIRED_KEYS = {
+    "run_id",
+    "name",
+    "model",
+    "method",
+    "w_bits",
+    "a_bits",
+    "seed",
+    "metrics",
+    "size_bytes",
+    "wall_s",
+    "config",
+    "versions",
+}
+
+
+def test_experiment_end_to_end_and_resume(tmp_path, tiny_config, digits):
+    config = parse_experiment(tiny_config)
+    outcome = run_experiment(config, tmp_path)
+    records = outcome.records
+    assert outcome.executed == 5 and outcome.skipped == 0
+    assert [r["name"] for r in records] == ["teacher", "ptq-w8a8", "ptq-w2a2", "qat", "small"]
+    for record in records:
+        assert set(record) >= REQUIRED_KEYS
+        assert record["versions"]["torch"] == metadata.version("torch")
+        assert record["versions"]["python"] and record["seed"] == 0
+    by_name = {r["name"]: r for r in records}
+    teacher = by_name["teacher"]["metrics"]["test_acc"]
+    assert teacher > 85
+    assert abs(by_name["ptq-w8a8"]["metrics"]["test_acc"] - teacher) < 2
+    assert by_name["ptq-w8a8"]["w_bits"] == 8 and by_name["teacher"]["w_bits"] == 32
+    for name in ("ptq-w8a8", "ptq-w2a2", "qat"):
+        m = by_name[name]["metrics"]
+        assert m["test_acc_integer"] == pytest.approx(m["test_acc"], abs=0.3)
+    assert by_name["qat"]["training"]["epochs"] == 2
+    assert by_name["small"]["model"] == "dnn_30"
+    # tiny layers: scales and biases are a large share, so less than the 4x of the weights
+    assert by_name["ptq-w2a2"]["size_bytes"] < 0.4 * by_name["ptq-w8a8"]["size_bytes"]
+
+    # checkpoints rebuild into the same quantized model
+    model, _ = load_model(tmp_path / by_name["qat"]["checkpoint"])
+    from qdistill.data import Batches
+    from qdistill.metrics import evaluate_classifier
+
+    acc = evaluate_classifier(model, Batches(digits.test, 256))["acc"]
+    assert acc == pytest.approx(by_name["qat"]["metrics"]["test_acc"])
+
+    # resuming skips finished runs; the cached teacher is reused
+    again = run_experiment(config, tmp_path)
+    assert again.executed == 0 and again.skipped == 5
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(line) for line in lines)
+
+    report = write_report(tmp_path, again.records)
+    text = report.read_text()
+    assert "| ptq-w2a2 | mlp | ptq | w2a2 | 1 |" in text
+    assert (tmp_path / "accuracy_vs_bits.png").stat().st_size > 1000
+
+
+def test_force_reruns_and_appends(tmp_path, tiny_config):
+    tiny_config["students"] = [tiny_config["students"][0]]
+    tiny_config["students"][0]["bits"] = "w8a8"
+    config = parse_experiment(tiny_config)
+    run_experiment(config, tmp_path)
+    outcome = run_experiment(config, tmp_path, force=True)
+    assert outcome.executed == 2
+    assert len(ResultsStore(tmp_path / "results.jsonl").load()) == 4
+    assert len(outcome.records) == 2  # the newest record of each run
+
+
+def test_results_store_skips_a_torn_line(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append({"run_id": "a", "x": float("nan")})
+    with open(store.path, "a") as handle:
+        handle.write('{"run_id": "b", "trunc')
+    records = store.load()
+    assert records == [{"run_id": "a", "x": None}]
+
+
+def test_summary_mean_and_standard_error():
+    records = [
+        {
+            "name": "q",
+            "model": "m",
+            "method": "qat",
+            "bits": "w4a4",
+            "seed": s,
+            "metrics": {"test_acc": acc},
+            "size_bytes": 10,
+            "float32_bytes": 40,
+            "wall_s": 1.0,
+        }
+        for s, acc in enumerate([90.0, 92.0, 94.0])
+    ]
+    (row,) = summarize(records)
+    stat = row.metrics["test_acc"]
+    assert stat.mean == pytest.approx(92.0)
+    assert stat.se == pytest.approx(2.0 / 3**0.5)
+    assert stat.format() == "92.00 ± 1.15"
+    assert row.compression == 4.0

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from qdistill.errors import ConfigError
+from qdistill.experiment import load_experiment, parse_experiment, plan_runs
+from qdistill.experiment.shipped import shipped_config, shipped_configs_dir
+
+SHIPPED = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_plans(path):
+    config = load_experiment(path)
+    runs = plan_runs(config)
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+    assert sum(r.name == "teacher" for r in runs) == len(config.seeds)
+
+
+def test_shipped_configs_are_found():
+    assert shipped_config("demo-digits").is_file()
+    assert shipped_configs_dir().name == "configs"
+    with pytest.raises(ConfigError, match=r"shipped configs: .*demo-digits"):
+        shipped_config("nope")
+
+
+def test_plan_expands_bits_and_seeds(tiny_config):
+    tiny_config["seeds"] = [0, 1]
+    runs = plan_runs(parse_experiment(tiny_config))
+    names = [r.name for r in runs if r.seed == 0]
+    assert names == ["teacher", "ptq-w8a8", "ptq-w2a2", "qat", "small"]
+    assert len(runs) == 10
+
+
+def test_run_ids_are_stable_and_depend_on_the_recipe(tiny_config):
+    ids = {r.name: r.run_id for r in plan_runs(parse_experiment(tiny_config))}
+    assert ids == {r.name: r.run_id for r in plan_runs(parse_experiment(tiny_config))}
+    tiny_config["students"][1]["train"]["epochs"] = 3
+    changed = {r.name: r.run_id for r in plan_runs(parse_experiment(tiny_config))}
+    assert changed["qat"] != ids["qat"] and changed["ptq-w8a8"] == ids["ptq-w8a8"]
+    tiny_config["teacher"]["train"]["epochs"] = 4
+    assert plan_runs(parse_experiment(tiny_config))[1].run_id != ids["ptq-w8a8"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["teacher"].update(model="resnet9000"), "teacher.model.name: unknown model"),
+        (lambda c: c["data"].update(name="imagenet"), "data.name: unknown dataset"),
+        (lambda c: c["students"][0].update(bits="w0a8"), "students.0.bits.*bit width 0"),
+        (lambda c: c["students"][0].update(bits=["w8a8", "w33a8"]), "bit width 33"),
+        (lambda c: c["students"][0].update(methd="ptq"), "students.0.methd: Extra inputs"),
+        (lambda c: c["students"][1].pop("bits"), "needs 'bits'"),
+        (lambda c: c["students"][0].update(train={"epochs": 1}), "ptq does not train"),
+        (lambda c: c["students"][1].update(name="ptq"), "unique"),
+        (lambda c: c["teacher"]["train"].update(epochs=-1), "teacher.train.epochs"),
+        (lambda c: c.pop("teacher"), "teacher: Field required"),
+    ],
+)
+def test_invalid_experiments_name_the_key(tiny_config, mutate, message):
+    mutate(tiny_config)
+    with pytest.raises(ConfigError, match=message):
+        parse_experiment(tiny_config, "x.yaml")
+
+
+def test_yaml_problems(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nteacher: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed YAML at line"):
+        load_experiment(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_experiment(listy)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment(tmp_path / "missing.yaml")
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("name: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_experiment(unsafe)

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from qdistill.errors import ConfigError, UnknownNameError
+from qdistill.models import MODELS, build_model
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("input_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)], ids=str)
+def test_every_model_builds_and_trains_a_step(name, input_shape):
+    model = build_model(name, input_shape, 10)
+    x = torch.randn(4, *input_shape)
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_research_sizes():
+    assert build_model("kl_mlp_teacher", (1, 28, 28), 10).features[1].out_features == 1200
+    hidden = [
+        m.out_features
+        for m in build_model("kl_mlp_student", (1, 28, 28), 10).modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    assert hidden == [300, 300, 300, 10]
+    assert build_model("dnn_30", (64,), 10).features[1].out_features == 30
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(UnknownNameError, match=r"known models: .*small_cnn"):
+        build_model("resnet9000", (1, 8, 8), 10)
+    with pytest.raises(UnknownNameError, match="did you mean 'small_cnn'"):
+        build_model("small_cnm", (1, 8, 8), 10)
+
+
+def test_bad_model_options():
+    with pytest.raises(ConfigError, match="options are: hidden"):
+        build_model("mlp", (64,), 10, depth=3)
+    with pytest.raises(ConfigError, match="activation"):
+        build_model("mlp", (64,), 10, act="swishy")
+    with pytest.raises(ConfigError, match="channels, height, width"):
+        build_model("small_cnn", (64,), 10)

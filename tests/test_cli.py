@@ -1,0 +1,182 @@
+"""The CLI end to end, in process, and the error contract: one line, exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from qdistill.cli import main
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["qdistill", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_user_error(code, err, pattern):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert pattern in lines[0], lines[0]
+
+
+def test_train_quantize_evaluate(monkeypatch, capsys, tmp_path):
+    ckpt, qckpt = tmp_path / "float.safetensors", tmp_path / "q.safetensors"
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--model",
+        "mlp",
+        "--model-option",
+        "hidden=[32]",
+        "--epochs",
+        "3",
+        "--out",
+        str(ckpt),
+    )
+    assert code == 0 and "test acc" in out and ckpt.is_file()
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "quantize",
+        str(ckpt),
+        "--bits",
+        "w4a4",
+        "--method",
+        "qat",
+        "--epochs",
+        "1",
+        "--out",
+        str(qckpt),
+    )
+    assert code == 0 and "-> qat w4a4" in out and qckpt.is_file()
+    code, out, _ = run_cli(monkeypatch, capsys, "evaluate", str(qckpt))
+    assert code == 0 and "test_acc_integer" in out and "size_bytes" in out
+
+
+def test_listing_commands(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "models")
+    assert code == 0 and "kl_mlp_teacher" in out and "small_cnn" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "datasets")
+    assert code == 0 and "fashion_mnist" in out
+
+
+@pytest.fixture
+def float_ckpt(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "f.safetensors"
+    run_cli(monkeypatch, capsys, "train", "--model", "dnn_30", "--epochs", "1", "--out", str(path))
+    return path
+
+
+def test_bad_inputs_exit_2_with_one_line(monkeypatch, capsys, tmp_path, float_ckpt):
+    malformed = tmp_path / "bad.yaml"
+    malformed.write_text("name: [oops\n")
+    cases = [
+        (("run", str(malformed)), "malformed YAML"),
+        (("run", str(tmp_path / "missing.yaml")), "does not exist"),
+        (("train", "--model", "nope", "--out", str(tmp_path / "x.safetensors")), "unknown model"),
+        (
+            ("train", "--model", "mlp", "--data", "cifar1000", "--out", str(tmp_path / "x")),
+            "unknown dataset",
+        ),
+        (
+            (
+                "train",
+                "--model",
+                "mlp",
+                "--data",
+                "mnist",
+                "--data-option",
+                f"root={tmp_path / 'no-mnist'}",
+                "--out",
+                str(tmp_path / "x"),
+            ),
+            "does not exist",
+        ),
+        (("train", "--model", "mlp", "--lr", "-1", "--out", str(tmp_path / "x")), "optimizer.lr"),
+        (
+            ("quantize", str(float_ckpt), "--bits", "w0a8", "--out", str(tmp_path / "q")),
+            "bit width 0",
+        ),
+        (
+            ("quantize", str(float_ckpt), "--bits", "w33a8", "--out", str(tmp_path / "q")),
+            "bit width 33",
+        ),
+        (
+            (
+                "quantize",
+                str(float_ckpt),
+                "--bits",
+                "w4a4",
+                "--method",
+                "magic",
+                "--out",
+                str(tmp_path / "q"),
+            ),
+            "method 'magic'",
+        ),
+    ]
+    for args, pattern in cases:
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert_user_error(code, err, pattern)
+
+
+def test_corrupt_checkpoint(monkeypatch, capsys, tmp_path, float_ckpt):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(float_ckpt.read_bytes()[:100])
+    code, _, err = run_cli(monkeypatch, capsys, "evaluate", str(corrupt))
+    assert_user_error(code, err, "corrupt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a pickle")
+    code, _, err = run_cli(monkeypatch, capsys, "evaluate", str(garbage))
+    assert_user_error(code, err, "weights-only")
+
+
+def test_nan_loss_exits_2_and_keeps_earlier_results(monkeypatch, capsys, tmp_path, tiny_yaml):
+    out = tmp_path / "out"
+    config = yaml.safe_load(tiny_yaml.read_text())
+    config["students"] = [{"name": "ptq", "method": "ptq", "bits": "w8a8"}]
+    tiny_yaml.write_text(yaml.safe_dump(config))
+    code, stdout, _ = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--out", str(out))
+    assert code == 0 and "Report:" in stdout
+    before = (out / "results.jsonl").read_text()
+    config["students"].append(
+        {
+            "name": "boom",
+            "method": "qat",
+            "bits": "w4a4",
+            "train": {"epochs": 1, "optimizer": {"name": "sgd", "lr": 1e30}},
+        }
+    )
+    tiny_yaml.write_text(yaml.safe_dump(config))
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--out", str(out))
+    assert_user_error(code, err, "loss became")
+    assert (out / "results.jsonl").read_text() == before
+    assert (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize("tiny", [True])
+def test_console_script_prints_no_traceback(tmp_path, tiny):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("students: {")
+    done = subprocess.run(
+        [sys.executable, "-m", "qdistill.cli", "run", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "malformed YAML" in done.stderr
+    debug = subprocess.run(
+        [sys.executable, "-m", "qdistill.cli", "--debug", "run", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
