@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
+from qdistill.quant.kernels import binary_fake_quantize, fake_quantize
 from qdistill.quant.qmath import SCALE_EPS, qparams_from_range
 from qdistill.quant.spec import QuantizerSpec
 
@@ -38,25 +39,6 @@ class QParams(NamedTuple):
     binary: bool  # codes are {-1, +1}: x_hat = scale * code
 
 
-class _BinaryFakeQuant(torch.autograd.Function):
-    """x_hat = s * sign(x) (sign(0) = +1); STE inside |x| <= s; d x_hat / d s = sign(x)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, scale)
-        return torch.where(x >= 0, scale, -scale)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, scale = ctx.saved_tensors
-        grad_x = grad * (x.abs() <= scale)
-        grad_scale = None
-        if ctx.needs_input_grad[1]:
-            sign = torch.where(x >= 0, 1.0, -1.0)
-            grad_scale = (grad * sign).sum_to_size(scale.shape)
-        return grad_x, grad_scale
-
-
 def _channels_first(x: torch.Tensor, axis: int | None) -> torch.Tensor:
     """View ``x`` as (channels, rest) (or (1, all) per tensor) for per-channel reductions."""
     if axis is None:
@@ -64,14 +46,6 @@ def _channels_first(x: torch.Tensor, axis: int | None) -> torch.Tensor:
     if axis != 0:
         x = x.transpose(0, axis)
     return x.reshape(x.shape[0], -1)
-
-
-def _view_along(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
-    if axis is None:
-        return param.reshape(())
-    shape = [1] * x.dim()
-    shape[axis] = -1
-    return param.reshape(shape)
 
 
 class FakeQuantizer(nn.Module):
@@ -161,6 +135,7 @@ class FakeQuantizer(nn.Module):
         if use_mse is None:
             use_mse = self.spec.range == "mse"
         if self.spec.symmetric:
+            # abs().amax() measured 8x faster than aminmax(dim=...) on the CPU.
             amax = flat.abs().amax(1)
             if use_mse and not isinstance(weight, nn.Parameter):
                 return self._mse_scale(flat, amax), self._zeros
@@ -171,8 +146,9 @@ class FakeQuantizer(nn.Module):
                     self._mse_cache = (key, self._mse_scale(flat, amax))
                 return self._mse_cache[1], self._zeros
             return (amax / self.q_max).clamp_min(SCALE_EPS), self._zeros
-        lo, hi = torch.aminmax(flat, dim=1)
-        return qparams_from_range(lo, hi, self.q_min, self.q_max, symmetric=False)
+        return qparams_from_range(
+            flat.amin(1), flat.amax(1), self.q_min, self.q_max, symmetric=False
+        )
 
     def _mse_scale(self, flat: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
         """Per-row scale minimising the squared error of symmetric quantization."""
@@ -181,9 +157,7 @@ class FakeQuantizer(nn.Module):
         best_err = torch.full_like(amax, math.inf)
         for ratio in _MSE_CLIP_RATIOS:
             scale = (amax * (ratio / self.q_max)).clamp_min(SCALE_EPS)
-            q = torch.fake_quantize_per_channel_affine(
-                flat, scale, zeros, 0, self.q_min, self.q_max
-            )
+            q = fake_quantize(flat, scale, zeros, self.q_min, self.q_max, axis=0)
             err = (q - flat).square_().sum(1)
             better = err < best_err
             best_scale = torch.where(better, scale, best_scale)
@@ -279,19 +253,18 @@ class FakeQuantizer(nn.Module):
         else:
             scale, zero_point = self.scale, self.zero_point
         if self.binary:
-            return _BinaryFakeQuant.apply(x, _view_along(scale, x, self.axis))
-        if self.axis is None:
-            return torch.fake_quantize_per_tensor_affine(
-                x, scale, zero_point, self.q_min, self.q_max
-            )
-        return torch.fake_quantize_per_channel_affine(
-            x, scale, zero_point, self.axis, self.q_min, self.q_max
+            return binary_fake_quantize(x, scale, self.axis)
+        if self.spec.symmetric:
+            zero_point = None
+        covers = self.role == "weight" and self.spec.symmetric and self.spec.range == "minmax"
+        return fake_quantize(
+            x, scale, zero_point, self.q_min, self.q_max, self.axis, covers_range=covers
         )
 
     def _learned_fake_quant(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.scale.abs().clamp_min(SCALE_EPS)
         if self.binary:
-            return _BinaryFakeQuant.apply(x, _view_along(scale, x, self.axis))
+            return binary_fake_quantize(x, scale, self.axis)
         # LSQ gradient scaling: 1 / sqrt(elements per scale * q_max).
         grad_factor = 1.0 / math.sqrt(x.numel() / scale.numel() * max(self.q_max, 1))
         zero_point = self.zero_point.float()
