@@ -45,14 +45,19 @@ def brevitas_twin(model: nn.Module) -> nn.Module | None:
         }
         for name, child in module.named_children():
             if type(child) is nn.Linear:
-                twin = qnn.QuantLinear(child.in_features, child.out_features,
-                                       bias=child.bias is not None, **common)  # fmt: skip
+                twin = qnn.QuantLinear(
+                    child.in_features, child.out_features, bias=child.bias is not None, **common
+                )
             elif type(child) is nn.Conv2d:
                 twin = qnn.QuantConv2d(
-                    child.in_channels, child.out_channels, child.kernel_size,
-                    stride=child.stride, padding=child.padding, bias=child.bias is not None,
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    stride=child.stride,
+                    padding=child.padding,
+                    bias=child.bias is not None,
                     **common,
-                )  # fmt: skip
+                )
             else:
                 convert(child)
                 continue
@@ -102,8 +107,10 @@ def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(args.batch, *INPUT_SHAPE)
     y = torch.randint(0, CLASSES, (args.batch,))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, batch {args.batch}, {args.rounds} rounds x {args.steps} steps")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, batch {args.batch}, {args.rounds} rounds x {args.steps} steps"
+    )
     results: dict[str, float] = {}
     for workload, name in (("cnn", "small_cnn"), ("mlp", "kl_mlp_student")):
         float_model = build_model(name, INPUT_SHAPE, CLASSES)
