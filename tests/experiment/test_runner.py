@@ -2,6 +2,7 @@ import json
 from importlib import metadata
 
 import pytest
+import torch
 
 from qdistill.experiment import ResultsStore, parse_experiment, run_experiment
 from qdistill.models import load_model
@@ -107,3 +108,19 @@ def test_summary_mean_and_standard_error():
     assert stat.se == pytest.approx(2.0 / 3**0.5)
     assert stat.format() == "92.00 ± 1.15"
     assert row.compression == 4.0
+
+
+def test_same_seed_reproduces_the_run_exactly(tmp_path, tiny_config):
+    tiny_config["students"] = [tiny_config["students"][1]]  # qat w2a2
+    config = parse_experiment(tiny_config)
+    first = run_experiment(config, tmp_path / "a").records
+    second = run_experiment(config, tmp_path / "b").records
+    for a, b in zip(first, second, strict=True):
+        assert a["run_id"] == b["run_id"]
+        assert a["metrics"] == b["metrics"]
+    model_a, _ = load_model(tmp_path / "a" / first[1]["checkpoint"])
+    model_b, _ = load_model(tmp_path / "b" / second[1]["checkpoint"])
+    for (name, ta), tb in zip(
+        model_a.state_dict().items(), model_b.state_dict().values(), strict=True
+    ):
+        assert torch.equal(ta, tb), name
