@@ -59,6 +59,25 @@ class RunContext:
             model, self.data, train, seed, self.device, desc, self.config.eval_batch_size
         )
 
+    def save(
+        self,
+        path: Path,
+        model: nn.Module,
+        model_cfg: ModelConfig,
+        extra: dict[str, Any],
+        fold_bn: bool = False,
+    ) -> None:
+        save_model(
+            path,
+            model,
+            model_name=model_cfg.name,
+            model_options=model_cfg.options,
+            input_shape=self.data.input_shape,
+            num_outputs=self.data.num_classes,
+            fold_bn=fold_bn,
+            extra=extra,
+        )
+
     def build(self, model_cfg: ModelConfig) -> nn.Module:
         return build_model(
             model_cfg.name, self.data.input_shape, self.data.num_classes, **model_cfg.options
@@ -86,13 +105,10 @@ def float_model(
     seed_everything(seed)
     model = ctx.build(model_cfg)
     summary = ctx.train(model, train, seed, desc)
-    save_model(
+    ctx.save(
         path,
         model,
-        model_name=model_cfg.name,
-        model_options=model_cfg.options,
-        input_shape=ctx.data.input_shape,
-        num_outputs=ctx.data.num_classes,
+        model_cfg,
         extra={
             "recipe": recipe,
             "train_summary": {k: v for k, v in summary.items() if k != "history"},
@@ -158,13 +174,10 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         )
     size = model_size(model)
     checkpoint = ctx.out_dir / "checkpoints" / f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
-    save_model(
+    ctx.save(
         checkpoint,
         model,
-        model_name=model_cfg.name,
-        model_options=model_cfg.options,
-        input_shape=ctx.data.input_shape,
-        num_outputs=ctx.data.num_classes,
+        model_cfg,
         fold_bn=bool(student and student.fold_bn),
         extra={
             "run_id": run.run_id,
