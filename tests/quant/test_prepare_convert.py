@@ -137,6 +137,8 @@ def test_a_single_layer_model_is_quantized_and_converted():
 def test_convert_requires_calibration_and_calibration_requires_data():
     prepared = quantize(nn.Sequential(nn.Linear(2, 2)), "w4a4")
     with pytest.raises(ConfigError, match="calibrate"):
+        prepared.eval()(torch.randn(3, 2))  # evaluating uncalibrated ranges is an error
+    with pytest.raises(ConfigError, match="calibrate"):
         convert(prepared)
     with pytest.raises(ConfigError, match="empty"):
         calibrate(prepared, [])

@@ -1,9 +1,10 @@
 """FakeQuantizer: quantize-then-dequantize one tensor in the forward pass.
 
 Gradients pass straight through the rounding (STE) and are zero where values are
-clipped. The heavy lifting is done by PyTorch's fused fake-quantize kernels; with
-``range="learned"`` the scale is a trainable parameter updated by the LSQ
-gradient (``torch._fake_quantize_learnable_*``). Weight ranges (min/max or MSE)
+clipped. The arithmetic lives in :mod:`qdistill.quant.kernels` (PyTorch's fused
+kernels on CUDA, vectorised tensor ops on the CPU); with ``range="learned"`` the
+scale is a trainable parameter updated by the LSQ gradient
+(``torch._fake_quantize_learnable_*``). Weight ranges (min/max or MSE)
 are recomputed from the current weight at every call, so they never go stale;
 activation ranges are observed (running min/max, EMA, percentile) while
 training or calibrating and frozen in eval mode.
@@ -17,6 +18,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
+from qdistill.errors import ConfigError
 from qdistill.quant.kernels import binary_fake_quantize, fake_quantize
 from qdistill.quant.qmath import SCALE_EPS, qparams_from_range
 from qdistill.quant.spec import QuantizerSpec
@@ -90,7 +92,7 @@ class FakeQuantizer(nn.Module):
             self.register_buffer("running_min", torch.zeros(n, **kw))
             self.register_buffer("running_max", torch.zeros(n, **kw))
             self.register_buffer(
-                "signed_state", torch.tensor(-1 if signed is None else int(signed))
+                "signed_state", torch.tensor(-1 if signed is None else int(signed), **kw)
             )
         self._initialized = False
         self._mse_cache: tuple[tuple[int, int], torch.Tensor] | None = None
@@ -246,6 +248,11 @@ class FakeQuantizer(nn.Module):
             self._init_learned_weight(x)
         if not self.fake_quant_enabled:
             return x
+        if self.role == "act" and not self._initialized:
+            raise ConfigError(
+                "activation ranges are not set: run qdistill.calibrate(model, batches) or a "
+                "training step before evaluating a quantized model"
+            )
         if self.learned:
             return self._learned_fake_quant(x)
         if self.role == "weight":
