@@ -112,3 +112,27 @@ def test_unknown_dataset_and_option():
         build_dataset("imagenet")
     with pytest.raises(ConfigError, match="options are"):
         build_dataset("digits", rooot="x")
+
+
+def test_augmentation_shifts_and_noise_are_seeded():
+    from qdistill.data import ArraySplit, Augmentation
+
+    x = torch.zeros(6, 1, 5, 5)
+    x[:, 0, 2, 2] = 1.0  # one bright pixel in the middle
+    split = ArraySplit(x, torch.arange(6))
+    shift = Augmentation(shift=1)
+
+    def shifted(seed):
+        batches = Batches(split, 6, generator=torch.Generator().manual_seed(seed), augment=shift)
+        return next(iter(batches))[0]
+
+    out = shifted(0)
+    assert torch.equal(out, shifted(0)) and out.sum() == 6  # the pixel moved, never lost
+    rows, cols = out[:, 0].nonzero()[:, 1], out[:, 0].nonzero()[:, 2]
+    assert set(rows.tolist()) <= {1, 2, 3} and set(cols.tolist()) <= {1, 2, 3}
+    assert len({(r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}) > 1
+    noisy = Augmentation(noise_std=0.1)(x, torch.Generator().manual_seed(0))
+    assert 0.05 < (noisy - x).std() < 0.15
+    assert Augmentation().describe() == "none" and not Augmentation().active
+    with pytest.raises(ValueError):
+        Augmentation(shift=-1)

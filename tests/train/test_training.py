@@ -159,3 +159,18 @@ def test_torch_files_are_loaded_weights_only(tmp_path):
 def test_accuracy():
     logits = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert top1_accuracy(logits, torch.tensor([1, 0, 0])) == pytest.approx(200 / 3)
+
+
+def test_also_train_modules_are_optimised_and_kept_in_train_mode():
+    torch.manual_seed(0)
+    model, extra = _mlp(), nn.Linear(10, 10)
+    x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+    before = extra.weight.detach().clone()
+
+    def loss_fn(m, batch):
+        assert extra.training
+        return nn.functional.cross_entropy(extra(m(batch[0])), batch[1])
+
+    extra.eval()
+    fit(model, [(x, y)], TrainConfig(epochs=1), loss_fn=loss_fn, also_train=[extra], quiet=True)
+    assert not torch.equal(before, extra.weight)

@@ -1,7 +1,15 @@
 """Datasets: bundled defaults and readers for real on-disk formats."""
 
 from qdistill.data import digits, idx  # noqa: F401  (register the datasets)
+from qdistill.data.augment import Augmentation
 from qdistill.data.base import ArraySplit, Batches, ClassificationData
 from qdistill.data.registry import DATASETS, build_dataset
 
-__all__ = ["DATASETS", "ArraySplit", "Batches", "ClassificationData", "build_dataset"]
+__all__ = [
+    "DATASETS",
+    "ArraySplit",
+    "Augmentation",
+    "Batches",
+    "ClassificationData",
+    "build_dataset",
+]

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qdistill.data.augment import Augmentation
+
 
 @dataclass
 class ArraySplit:
@@ -58,6 +60,8 @@ class ClassificationData:
 class Batches:
     """Iterates (x, y) mini-batches of an ArraySplit; reshuffled every pass when asked.
 
+    With ``with_index`` each batch is (x, y, sample indices), for lookups such as a
+    teacher-output cache; ``augment`` transforms the inputs of every batch anew.
     Indexing whole in-memory tensors is far faster than a per-sample DataLoader for
     the small datasets qdistill trains on.
     """
@@ -69,6 +73,8 @@ class Batches:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
+        with_index: bool = False,
+        augment: Augmentation | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -77,22 +83,28 @@ class Batches:
         self.shuffle = shuffle
         self.generator = generator
         self.drop_last = drop_last
+        self.with_index = with_index
+        self.augment = augment if augment is not None and augment.active else None
 
     def __len__(self) -> int:
         n = len(self.split)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.split)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for batch in range(len(self)):
             start = batch * self.batch_size
             stop = min(start + self.batch_size, n)
             if order is None:
-                yield self.split.x[start:stop], self.split.y[start:stop]
+                index = torch.arange(start, stop)
+                x, y = self.split.x[start:stop], self.split.y[start:stop]
             else:
                 index = order[start:stop]
-                yield self.split.x[index], self.split.y[index]
+                x, y = self.split.x[index], self.split.y[index]
+            if self.augment is not None:
+                x = self.augment(x, self.generator)
+            yield (x, y, index) if self.with_index else (x, y)
 
 
 def stratified_split(

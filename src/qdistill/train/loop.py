@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ LossFn = Callable[[nn.Module, Any], torch.Tensor]
 HOOK_NAMES = ("after_backward", "on_epoch_end")
 
 
-def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    x, y = batch
+def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Cross-entropy of ``model`` on an (x, y) or (x, y, sample index) batch."""
+    x, y = batch[0], batch[1]
     return F.cross_entropy(model(x), y)
 
 
@@ -66,6 +67,7 @@ def fit(
     device: torch.device | str | None = None,
     desc: str = "train",
     quiet: bool = False,
+    also_train: Sequence[nn.Module] = (),
 ) -> TrainResult:
     """Train ``model`` in place for ``config.epochs`` epochs.
 
@@ -76,6 +78,8 @@ def fit(
     epoch, metrics)`` after validation. With ``checkpoint_dir``, ``last.safetensors``
     is written every epoch and ``best.safetensors`` whenever the monitor improves.
     A NaN or infinite loss stops training with :class:`NonFiniteLossError`.
+    ``also_train`` modules (a co-studying teacher, learnable distillation terms) are
+    optimised alongside ``model`` with the same optimiser and kept in train mode.
     """
     hooks = hooks or {}
     unknown = set(hooks) - set(HOOK_NAMES)
@@ -88,7 +92,8 @@ def fit(
     steps_per_epoch = len(train_batches) if isinstance(train_batches, Sized) else None
     if steps_per_epoch == 0:
         raise ValueError("training data is empty")
-    optimizer = build_optimizer(model, config.optimizer)
+    trained = nn.ModuleList([model, *also_train]) if also_train else model
+    optimizer = build_optimizer(trained, config.optimizer)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     best_state: dict[str, torch.Tensor] | None = None
     accumulate = config.grad_accumulation
@@ -98,7 +103,7 @@ def fit(
     with progress_bar() as progress:
         task = progress.add_task(desc, total=steps_per_epoch, status="")
         for epoch in range(config.epochs):
-            model.train()
+            trained.train()
             epoch_start = time.perf_counter()
             progress.reset(task, total=steps_per_epoch, description=f"{desc} {epoch + 1}")
             loss_sum, loss_count, step = 0.0, 0, 0
@@ -120,12 +125,12 @@ def fit(
                 for hook in hooks.get("after_backward", ()):
                     hook(model, step)
                 if (step + 1) % accumulate == 0:
-                    _optimizer_step(model, optimizer, config.grad_clip)
+                    _optimizer_step(trained, optimizer, config.grad_clip)
                 loss_sum += loss_value
                 loss_count += 1
                 progress.update(task, advance=1, status=f"loss {loss_sum / loss_count:.4f}")
             if (step + 1) % accumulate != 0:
-                _optimizer_step(model, optimizer, config.grad_clip)
+                _optimizer_step(trained, optimizer, config.grad_clip)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / max(loss_count, 1),

@@ -1,0 +1,115 @@
+"""Distillation settings, validated on load (shared by the Python API and YAML files)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from qdistill.train.config import TrainConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureTermConfig(_Strict):
+    """One feature-level term added to the output loss.
+
+    ``attention_transfer`` and ``feature_mse`` match (student path, teacher path)
+    ``pairs``; ``afd`` learns attention weights over every pair of
+    ``student_layers`` x ``teacher_layers``.
+    """
+
+    type: Literal["attention_transfer", "feature_mse", "afd"]
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
+    student_layers: list[str] = Field(default_factory=list)
+    teacher_layers: list[str] = Field(default_factory=list)
+    weight: float = Field(1.0, gt=0)
+    embed_dim: int = Field(32, ge=1)  # afd query/key size
+
+    @model_validator(mode="after")
+    def _layers_given(self) -> FeatureTermConfig:
+        if self.type == "afd":
+            if not self.student_layers or not self.teacher_layers:
+                raise ValueError("afd needs student_layers and teacher_layers")
+        elif not self.pairs:
+            raise ValueError(f"{self.type} needs pairs: [[student_path, teacher_path], ...]")
+        return self
+
+
+Sweepable = float | list[float]
+
+
+class DistillConfig(_Strict):
+    """Output loss (``kd_kl`` for classifiers, ``pixel_kd`` for image outputs), its
+    alpha/temperature (lists are swept), extra feature terms, and the teacher-output
+    cache policy (``auto``: cache when the teacher is frozen, inputs are not augmented
+    and no feature term needs live teacher features)."""
+
+    loss: Literal["kd_kl", "pixel_kd"] = "kd_kl"
+    alpha: Sweepable = 0.7
+    temperature: Sweepable = 8.0
+    pixel_loss: Literal["l1", "l2", "charbonnier"] = "l2"
+    features: list[FeatureTermConfig] = Field(default_factory=list)
+    cache: Literal["auto", "off"] = "auto"
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, value: Sweepable) -> Sweepable:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not 0.0 <= a <= 1.0 for a in values):
+            raise ValueError(f"alpha must be in [0, 1], got {value}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_positive(cls, value: Sweepable) -> Sweepable:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(t <= 0 for t in values):
+            raise ValueError(f"temperature must be positive, got {value}")
+        return value
+
+    def sweep_points(self) -> list[DistillConfig]:
+        """One config per (alpha, temperature) combination."""
+        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
+        temperatures = (
+            self.temperature if isinstance(self.temperature, list) else [self.temperature]
+        )
+        return [
+            self.model_copy(update={"alpha": a, "temperature": t})
+            for a, t in itertools.product(alphas, temperatures)
+        ]
+
+    @property
+    def swept(self) -> list[str]:
+        return [k for k in ("alpha", "temperature") if isinstance(getattr(self, k), list)]
+
+
+class QKDPhases(_Strict):
+    """The three QKD phases; leave one out (or null) to skip it."""
+
+    self_study: TrainConfig | None = None
+    co_study: TrainConfig | None = None
+    tutoring: TrainConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_phase(self) -> QKDPhases:
+        if not (self.self_study or self.co_study or self.tutoring):
+            raise ValueError("QKD needs at least one of self_study, co_study, tutoring")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The study's abbreviation of the phases run, e.g. ``SS+CS+TS``."""
+        short = {"self_study": "SS", "co_study": "CS", "tutoring": "TS"}
+        return "+".join(short[name] for name, _ in self.named())
+
+    def named(self) -> list[tuple[str, TrainConfig]]:
+        phases = [
+            ("self_study", self.self_study),
+            ("co_study", self.co_study),
+            ("tutoring", self.tutoring),
+        ]
+        return [(name, config) for name, config in phases if config is not None]
