@@ -33,7 +33,7 @@ test-all: $(VENV)/.qdistill-bench
 	$(PY) -m pytest -m "slow or not slow"
 
 bench: $(VENV)/.qdistill-bench
-	$(PY) bench/qat_overhead.py
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -124,3 +124,15 @@ def test_same_seed_reproduces_the_run_exactly(tmp_path, tiny_config):
         model_a.state_dict().items(), model_b.state_dict().values(), strict=True
     ):
         assert torch.equal(ta, tb), name
+
+
+def test_report_only_settings_follow_the_current_file(tmp_path, tiny_config):
+    tiny_config["students"] = [
+        {"name": "a", "method": "ptq", "bits": "w8a8", "calibration_batches": 1},
+        {"name": "b", "method": "ptq", "bits": "w2a2", "calibration_batches": 1},
+    ]
+    run_experiment(parse_experiment(tiny_config), tmp_path)
+    tiny_config["students"][1]["compare_to"] = "a"
+    outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
+    assert outcome.executed == 0  # compare_to changes no result, so nothing re-runs
+    assert {r["name"]: r["compare_to"] for r in outcome.records}["b"] == "a"

@@ -1,4 +1,4 @@
-"""Expand an experiment into runs: one per (student, bit setting, seed) plus the teacher.
+"""Expand an experiment into runs: one per (student, bits, alpha, T, seed) plus the teacher.
 
 Each run's id is a hash of everything that determines its result (data, teacher,
 student recipe, bits, seed), so re-running the same file finds finished runs and a
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from qdistill.distill.config import DistillConfig
 from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig
 from qdistill.quant import QuantPlan
 
@@ -27,10 +28,11 @@ def config_hash(obj: Any, length: int = 12) -> str:
 @dataclass(frozen=True)
 class Run:
     run_id: str
-    name: str  # "teacher", or the student name (with the bits when several are swept)
+    name: str  # "teacher", or the student name with the swept values appended
     seed: int
     student: StudentConfig | None  # None for the teacher run
     bits: BitsValue | None
+    distill: DistillConfig | None = None  # this run's point of the alpha/T sweep
 
     @property
     def method(self) -> str:
@@ -40,7 +42,10 @@ class Run:
         """The run's own recipe, as recorded with its result."""
         if self.student is None:
             return {"role": TEACHER}
-        return {**self.student.model_dump(mode="json"), "bits": self.bits}
+        recipe = {**self.student.model_dump(mode="json"), "bits": self.bits}
+        if self.distill is not None:
+            recipe["distill"] = self.distill.model_dump(mode="json")
+        return recipe
 
 
 def _bits_label(bits: BitsValue | None) -> str:
@@ -57,14 +62,30 @@ def plan_runs(config: ExperimentConfig) -> list[Run]:
     for seed in config.seeds:
         runs.append(Run(config_hash({**shared, "seed": seed}), TEACHER, seed, None, None))
         for student in config.students:
-            bits_list = student.bits_list()
-            labels = [_bits_label(b) for b in bits_list]
-            for index, bits in enumerate(bits_list):
-                label = labels[index]
-                if labels.count(label) > 1:
-                    label = f"{label}{index + 1}"
-                name = student.name if len(bits_list) == 1 else f"{student.name}-{label}"
-                recipe = {**student.model_dump(mode="json"), "bits": bits}
-                run_id = config_hash({**shared, "student": recipe, "seed": seed})
-                runs.append(Run(run_id, name, seed, student, bits))
+            runs.extend(_student_runs(student, shared, seed))
+    return runs
+
+
+def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> list[Run]:
+    bits_list = student.bits_list()
+    labels = [_bits_label(b) for b in bits_list]
+    distillation = student.distillation
+    points: list[DistillConfig | None] = distillation.sweep_points() if distillation else [None]
+    swept = distillation.swept if distillation else []
+    runs = []
+    for index, bits in enumerate(bits_list):
+        label = labels[index]
+        if labels.count(label) > 1:
+            label = f"{label}{index + 1}"
+        for point in points:
+            parts = [student.name] + ([label] if len(bits_list) > 1 else [])
+            if point is not None:
+                parts += [
+                    f"{'a' if key == 'alpha' else 'T'}{getattr(point, key):g}" for key in swept
+                ]
+            recipe = {**student.model_dump(mode="json", exclude={"compare_to"}), "bits": bits}
+            if point is not None:
+                recipe["distill"] = point.model_dump(mode="json")
+            run_id = config_hash({**shared, "student": recipe, "seed": seed})
+            runs.append(Run(run_id, "-".join(parts), seed, student, bits, point))
     return runs

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from qdistill.console import console
-from qdistill.data import ClassificationData, build_dataset
+from qdistill.data import Augmentation, Batches, ClassificationData, build_dataset
+from qdistill.distill import (
+    DistillConfig,
+    TeacherOutputCache,
+    cache_disabled_reason,
+    distill,
+    qkd,
+)
 from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.planner import Run, config_hash, plan_runs
 from qdistill.experiment.results import ResultsStore
@@ -24,6 +31,9 @@ from qdistill.experiment.steps import (
     integer_test_accuracy,
     quantize_calibrated,
     train_with_validation,
+    training_batches,
+    training_summary,
+    validator,
 )
 from qdistill.hardware import count_parameters, model_size
 from qdistill.models import build_model, load_model, save_model
@@ -54,10 +64,50 @@ class RunContext:
     def cache_dir(self) -> Path:
         return self.out_dir / "cache"
 
+    @property
+    def augment(self) -> Augmentation:
+        return Augmentation(**self.config.data.augment.model_dump())
+
+    def batches(self, train: TrainConfig, seed: int) -> Batches:
+        return training_batches(self.data, train.batch_size, seed, self.augment)
+
+    def validate(self):
+        return validator(self.data, self.device, self.config.eval_batch_size)
+
     def train(self, model: nn.Module, train: TrainConfig, seed: int, desc: str) -> dict[str, Any]:
         return train_with_validation(
-            model, self.data, train, seed, self.device, desc, self.config.eval_batch_size
+            model,
+            self.data,
+            train,
+            seed,
+            self.device,
+            desc,
+            self.config.eval_batch_size,
+            self.augment,
         )
+
+    def teacher_cache(
+        self, teacher: nn.Module, config: DistillConfig, desc: str
+    ) -> TeacherOutputCache | None:
+        """The frozen teacher's training-set outputs, unless caching is off or unsound."""
+        reason = (
+            "disabled in the config"
+            if config.cache == "off"
+            else cache_disabled_reason(self.augment.describe(), bool(config.features))
+        )
+        if reason is not None:
+            console.print(f"  {desc}: live teacher outputs ({reason})")
+            return None
+        cache = TeacherOutputCache.build(
+            teacher,
+            self.data.train,
+            self.config.eval_batch_size,
+            self.device,
+            self.cache_dir,
+            self.augment.describe(),
+        )
+        console.print(f"  {desc}: teacher outputs cached ({cache.key})")
+        return cache
 
     def save(
         self,
@@ -128,6 +178,47 @@ def _bit_widths(bits: Any) -> tuple[int | None, int | None]:
     return (spec.weight.bits if spec.weight else 32), (spec.act.bits if spec.act else 32)
 
 
+def train_student(
+    ctx: RunContext, run: Run, model: nn.Module, teacher: nn.Module | None, desc: str
+) -> dict[str, Any]:
+    """Train a (prepared) student: plainly, with offline KD, or through the QKD phases."""
+    student = run.student
+    seed_everything(run.seed)
+    if student.method == "qkd":
+        results = qkd(
+            model,
+            teacher,
+            lambda train: ctx.batches(train, run.seed),
+            student.phases,
+            run.distill,
+            evaluate=ctx.validate(),
+            device=ctx.device,
+            desc=desc,
+            cache_factory=lambda tutor: ctx.teacher_cache(tutor, run.distill, desc),
+        )
+        phases = dict(student.phases.named())
+        return {
+            "phases": {
+                name: training_summary(result, phases[name]) for name, result in results.items()
+            }
+        }
+    train = student.train or TrainConfig()
+    if run.distill is None:
+        return ctx.train(model, train, run.seed, desc)
+    result = distill(
+        model,
+        teacher,
+        ctx.batches(train, run.seed),
+        train,
+        run.distill,
+        cache=ctx.teacher_cache(teacher, run.distill, desc),
+        evaluate=ctx.validate(),
+        device=ctx.device,
+        desc=desc,
+    )
+    return training_summary(result, train)
+
+
 def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     """Produce, evaluate and record one run."""
     started = time.perf_counter()
@@ -135,8 +226,14 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     desc = f"{run.name}/s{run.seed}"
     student = run.student
     model_cfg = config.teacher.model if student is None or student.model is None else student.model
+    teacher = None
     training: dict[str, Any] | None = None
-    if student is None or (student.model is None and student.init == "pretrained"):
+    needs_teacher = (
+        student is None
+        or run.distill is not None
+        or (student.model is None and student.init == "pretrained")
+    )
+    if needs_teacher:
         teacher, teacher_info = float_model(
             ctx, config.teacher.model, config.teacher.train, run.seed, f"teacher/s{run.seed}"
         )
@@ -152,7 +249,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         model, _ = float_model(ctx, student.model, pretrain, run.seed, f"{run.name}-float")
 
     calibration_s = None
-    quantized = student is not None and student.method in ("ptq", "qat")
+    quantized = student is not None and student.method in ("ptq", "qat", "qkd")
     if quantized:
         model, calibration_s = quantize_calibrated(
             model,
@@ -164,8 +261,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
             config.eval_batch_size,
         )
     if student is not None and student.trains:
-        seed_everything(run.seed)
-        training = ctx.train(model, student.train or TrainConfig(), run.seed, desc)
+        training = train_student(ctx, run, model, teacher, desc)
 
     metrics = evaluate_splits(model, ctx.data, ctx.device, config.eval_batch_size)
     if quantized:
@@ -193,9 +289,13 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "group": run.student.name if run.student else run.name,
         "model": model_cfg.name,
         "method": run.method,
+        "phases": student.phases.label if student and student.phases else None,
         "bits": "float" if run.bits is None else QuantPlan.from_config(run.bits).short,
         "w_bits": w_bits,
         "a_bits": a_bits,
+        "alpha": run.distill.alpha if run.distill else None,
+        "temperature": run.distill.temperature if run.distill else None,
+        "compare_to": student.compare_to if student else None,
         "seed": run.seed,
         "metrics": metrics,
         "size_bytes": size.total_bytes,
@@ -255,6 +355,9 @@ def run_experiment(
             f"{prefix}: test acc {metrics['test_acc']:.2f}%  size {record['size_bytes'] / 1024:.1f}"
             f" KiB  {record['wall_s']:.1f}s"
         )
-    planned = {run.run_id for run in runs}
-    records = [r for r in store.latest() if r.get("run_id") in planned]
+    by_id = {run.run_id: run for run in runs}
+    records = [r for r in store.latest() if r.get("run_id") in by_id]
+    for record in records:  # report-only settings follow the current file, not the old run
+        student = by_id[record["run_id"]].student
+        record["compare_to"] = student.compare_to if student else None
     return ExperimentOutcome(records, executed, skipped, out_dir)

@@ -13,7 +13,9 @@
 A student without ``model`` is the teacher's architecture initialised from the
 teacher's weights; a student with another ``model`` starts from that model
 trained in float (``pretrain``, by default the teacher's training recipe), or
-from random weights with ``init: scratch``. A list under ``bits`` is swept.
+from random weights with ``init: scratch``. ``distill`` makes a float or QAT
+student learn from the teacher; ``method: qkd`` runs the QKD ``phases``. Lists
+under ``bits``, ``distill.alpha`` and ``distill.temperature`` are swept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from qdistill.data import DATASETS
+from qdistill.distill.config import DistillConfig, QKDPhases
 from qdistill.errors import ConfigError
 from qdistill.models import MODELS
 from qdistill.quant import QuantPlan
@@ -51,9 +54,17 @@ class ModelConfig(_Strict):
         return name
 
 
+class AugmentConfig(_Strict):
+    """Training-input augmentation: random shifts (pixels) and Gaussian noise."""
+
+    shift: int = Field(0, ge=0)
+    noise_std: float = Field(0.0, ge=0)
+
+
 class DataConfig(_Strict):
     name: str = "digits"
     options: dict[str, Any] = Field(default_factory=dict)
+    augment: AugmentConfig = AugmentConfig()
 
     @field_validator("name")
     @classmethod
@@ -72,7 +83,7 @@ BitsValue = str | dict[str, Any]
 
 class StudentConfig(_Strict):
     name: str = Field(min_length=1)
-    method: Literal["float", "ptq", "qat"]
+    method: Literal["float", "ptq", "qat", "qkd"]
     model: ModelConfig | None = None
     init: Literal["pretrained", "scratch"] = "pretrained"
     bits: BitsValue | list[BitsValue] | None = None
@@ -80,6 +91,9 @@ class StudentConfig(_Strict):
     calibration_batches: int = Field(8, ge=1)
     train: TrainConfig | None = None  # qat and float students
     pretrain: TrainConfig | None = None  # float training of a different architecture
+    distill: DistillConfig | None = None  # learn from the teacher (float, qat, qkd)
+    phases: QKDPhases | None = None  # qkd only
+    compare_to: str | None = None  # report this student's gain over another student
 
     @field_validator("bits")
     @classmethod
@@ -101,14 +115,35 @@ class StudentConfig(_Strict):
             raise ValueError("method ptq does not train; remove 'train' or use qat")
         if self.init == "scratch" and self.method == "ptq":
             raise ValueError("ptq of random weights is meaningless; use init: pretrained")
+        if self.method == "ptq" and self.distill is not None:
+            raise ValueError("method ptq does not train, so it cannot distil; use qat or qkd")
+        if self.method == "qkd":
+            if self.phases is None:
+                raise ValueError("method qkd needs 'phases' (self_study, co_study, tutoring)")
+            if self.train is not None:
+                raise ValueError("method qkd trains per phase; move 'train' under 'phases'")
+        elif self.phases is not None:
+            raise ValueError(f"'phases' belong to method qkd, not {self.method}")
         return self
 
     @property
     def trains(self) -> bool:
-        """QAT always trains; a float student trains when given ``train`` or from scratch."""
-        return self.method == "qat" or (
-            self.method == "float" and (self.train is not None or self.init == "scratch")
+        """QAT, QKD and distilled students always train; other float students when given
+        ``train`` or from scratch."""
+        return self.method in ("qat", "qkd") or (
+            self.method == "float"
+            and (self.train is not None or self.init == "scratch" or self.distill is not None)
         )
+
+    @property
+    def distillation(self) -> DistillConfig | None:
+        """The distillation settings in force: QKD's co-study and tutoring distil with the
+        defaults when none are given; a self-study-only QKD does not distil at all."""
+        if self.method == "qkd" and not (self.phases.co_study or self.phases.tutoring):
+            return None
+        if self.distill is None and self.method == "qkd":
+            return DistillConfig()
+        return self.distill
 
     def bits_list(self) -> list[BitsValue | None]:
         return list(self.bits) if isinstance(self.bits, list) else [self.bits]
@@ -130,6 +165,12 @@ class ExperimentConfig(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1} | ({"teacher"} & set(names)))
         if duplicates:
             raise ValueError(f"student names must be unique and not 'teacher': {duplicates}")
+        for student in self.students:
+            if student.compare_to is not None and student.compare_to not in names:
+                raise ValueError(
+                    f"student {student.name!r}: compare_to {student.compare_to!r} is not a "
+                    f"student; students are {names}"
+                )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat: {self.seeds}")
         return self

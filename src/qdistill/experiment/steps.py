@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from qdistill.data import Batches, ClassificationData
+from qdistill.data import Augmentation, Batches, ClassificationData
 from qdistill.metrics import evaluate_classifier
 from qdistill.quant import calibrate, convert, quantize
-from qdistill.train import TrainConfig, fit
+from qdistill.train import TrainConfig, TrainResult, fit
 
 SPLITS = ("train", "val", "test")
 
@@ -32,6 +33,35 @@ def evaluate_splits(
     return metrics
 
 
+def training_batches(
+    data: ClassificationData,
+    batch_size: int,
+    seed: int,
+    augment: Augmentation | None = None,
+) -> Batches:
+    """Shuffled training batches carrying sample indices (for teacher-output caches)."""
+    generator = torch.Generator().manual_seed(seed)
+    return Batches(
+        data.train, batch_size, shuffle=True, generator=generator, with_index=True, augment=augment
+    )
+
+
+def validator(
+    data: ClassificationData, device: torch.device, batch_size: int = 256
+) -> Callable[[nn.Module], dict[str, float]]:
+    """The per-epoch validation used to pick the best epoch."""
+    return lambda model: evaluate_splits(model, data, device, batch_size, ("val",))
+
+
+def training_summary(result: TrainResult, train: TrainConfig) -> dict[str, Any]:
+    return {
+        "epochs": train.epochs,
+        "best_epoch": result.best_epoch,
+        "wall_s": round(result.wall_s, 3),
+        "history": result.history,
+    }
+
+
 def train_with_validation(
     model: nn.Module,
     data: ClassificationData,
@@ -40,23 +70,18 @@ def train_with_validation(
     device: torch.device,
     desc: str,
     eval_batch_size: int = 256,
+    augment: Augmentation | None = None,
 ) -> dict[str, Any]:
     """Train on the train split, validating every epoch; return a summary for records."""
-    generator = torch.Generator().manual_seed(seed)
     result = fit(
         model,
-        Batches(data.train, train.batch_size, shuffle=True, generator=generator),
+        training_batches(data, train.batch_size, seed, augment),
         train,
-        evaluate=lambda m: evaluate_splits(m, data, device, eval_batch_size, ("val",)),
+        evaluate=validator(data, device, eval_batch_size),
         device=device,
         desc=desc,
     )
-    return {
-        "epochs": train.epochs,
-        "best_epoch": result.best_epoch,
-        "wall_s": round(result.wall_s, 3),
-        "history": result.history,
-    }
+    return training_summary(result, train)
 
 
 def quantize_calibrated(

@@ -9,7 +9,12 @@ from typing import Any
 
 from rich.table import Table
 
-from qdistill.report.plots import plot_accuracy_vs_bits
+from qdistill.report.comparisons import (
+    alpha_temperature_grids,
+    distillation_effects,
+    pivot_by_bits,
+)
+from qdistill.report.plots import plot_accuracy_vs_bits, plot_grid
 from qdistill.report.summary import SummaryRow, summarize
 
 PRIMARY = "test_acc"
@@ -79,6 +84,89 @@ def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _comparison_sections(
+    rows: list[SummaryRow], records: list[dict[str, Any]], out_dir: Path
+) -> list[str]:
+    lines: list[str] = []
+    pivot = pivot_by_bits(rows, PRIMARY)
+    if pivot is not None:
+        headers, table = pivot
+        lines += [
+            "",
+            "## Method x bit width",
+            "",
+            "Test accuracy (%), mean ± standard error over seeds.",
+            "",
+            _markdown_table(headers, table),
+        ]
+    for grid in alpha_temperature_grids(rows, PRIMARY):
+        name = f"grid_{grid.group}_{grid.bits}.png".replace("/", "_")
+        plot_grid(grid, out_dir / name, PRIMARY)
+        table = [
+            [f"{a:g}", *[c.format() if c else "" for c in row]]
+            for a, row in zip(grid.alphas, grid.values, strict=True)
+        ]
+        best = max(
+            (c.mean, a, t)
+            for a, row in zip(grid.alphas, grid.values, strict=True)
+            for t, c in zip(grid.temperatures, row, strict=True)
+            if c
+        )
+        headers = ["alpha \\ T", *[f"{t:g}" for t in grid.temperatures]]
+        lines += [
+            "",
+            f"## Alpha x temperature: {grid.group} ({grid.bits})",
+            "",
+            _markdown_table(headers, table),
+            "",
+            f"Best: alpha {best[1]:g}, T {best[2]:g} ({best[0]:.2f}%).",
+            "",
+            f"![alpha x temperature]({name})",
+        ]
+    effects = distillation_effects(records, PRIMARY)
+    if effects:
+        table = [
+            [
+                e.student,
+                e.baseline,
+                e.bits,
+                _fmt(e.alpha),
+                _fmt(e.temperature),
+                e.student_stat.format(),
+                e.baseline_stat.format(),
+                e.difference.format(),
+                str(e.difference.n),
+            ]
+            for e in effects
+        ]
+        headers = [
+            "Student",
+            "Baseline",
+            "Bits",
+            "alpha",
+            "T",
+            "Student acc.",
+            "Baseline acc.",
+            "Δ (KD gain)",
+            "Pairs",
+        ]
+        lines += [
+            "",
+            "## Effect of distillation",
+            "",
+            "Difference in test accuracy (points) against the `compare_to` student, "
+            "paired by seed and bit width; ± is the standard error of the paired "
+            "differences.",
+            "",
+            _markdown_table(headers, table),
+        ]
+    return lines
+
+
 def write_report(
     out_dir: str | Path, records: list[dict[str, Any]], title: str | None = None
 ) -> Path:
@@ -120,6 +208,7 @@ def write_report(
     plot = plot_accuracy_vs_bits(rows, out_dir / "accuracy_vs_bits.png", PRIMARY)
     if plot is not None:
         lines += ["", "## Accuracy versus bit width", "", f"![accuracy vs bits]({plot.name})"]
+    lines += _comparison_sections(rows, records, out_dir)
     lines += ["", "## Runs", ""]
     run_rows = [
         [

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from qdistill.report.comparisons import Grid, sweeps_kd
 from qdistill.report.summary import SummaryRow
 
 
@@ -24,9 +25,14 @@ def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Pa
     Returns None when no group has a uniform bit width to plot.
     """
     points = [
-        r for r in rows if r.w_bits is not None and metric in r.metrics and r.name != "teacher"
+        r
+        for r in rows
+        if r.w_bits is not None
+        and metric in r.metrics
+        and r.name != "teacher"
+        and not sweeps_kd(rows, r.group)  # those get an alpha x T grid instead
     ]
-    quantized = [r for r in points if r.method in ("ptq", "qat")]
+    quantized = [r for r in points if r.method.split(" ")[0] in ("ptq", "qat", "qkd")]
     if not quantized:
         return None
     labels = sorted(
@@ -58,6 +64,32 @@ def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Pa
     ax.set_ylabel(metric.replace("_", " ") + (" (%)" if metric.endswith("acc") else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_grid(grid: Grid, path: Path, metric: str) -> Path:
+    """Heat-map of a metric over alpha (rows) x temperature (columns)."""
+    import numpy as np
+
+    values = np.array(
+        [[cell.mean if cell else np.nan for cell in row] for row in grid.values], dtype=float
+    )
+    size = (1.2 + 1.1 * len(grid.temperatures), 1 + 0.5 * len(grid.alphas))
+    fig, ax = plt.subplots(figsize=size)
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid.temperatures)), [f"{t:g}" for t in grid.temperatures])
+    ax.set_yticks(range(len(grid.alphas)), [f"{a:g}" for a in grid.alphas])
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("alpha")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white", fontsize=8)
+    ax.set_title(f"{grid.group} {grid.bits}: {metric.replace('_', ' ')}")
+    fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -37,6 +37,8 @@ class SummaryRow:
     w_bits: int | None
     a_bits: int | None
     seeds: list[int]
+    alpha: float | None = None
+    temperature: float | None = None
     metrics: dict[str, Stat] = field(default_factory=dict)
     size_bytes: float = 0.0
     float32_bytes: float = 0.0
@@ -51,7 +53,10 @@ def summarize(records: list[dict[str, Any]]) -> list[SummaryRow]:
     """One row per (name, model, method, bits), in order of first appearance."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
-        key = (record["name"], record["model"], record["method"], record["bits"])
+        method = record["method"]
+        if record.get("phases"):
+            method = f"{method} ({record['phases']})"
+        key = (record["name"], record["model"], method, record["bits"])
         groups.setdefault(key, []).append(record)
     rows = []
     for (name, model, method, bits), members in groups.items():
@@ -66,6 +71,8 @@ def summarize(records: list[dict[str, Any]]) -> list[SummaryRow]:
                 w_bits=members[0].get("w_bits"),
                 a_bits=members[0].get("a_bits"),
                 seeds=sorted(r["seed"] for r in members),
+                alpha=members[0].get("alpha"),
+                temperature=members[0].get("temperature"),
                 metrics={
                     m: stat
                     for m in metric_names

@@ -1,0 +1,131 @@
+"""Cross-run views for reports: method x bit-width pivot, alpha x T grids, KD effects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qdistill.report.summary import Stat, SummaryRow
+
+
+def bits_order(label: str) -> tuple:
+    """Sort key: float first, then widest weights/activations first (w8a8 before w2a2)."""
+    if label == "float":
+        return (0, 0, 0)
+    digits = [int(part) for part in label.replace("w", " ").replace("a", " ").split()]
+    return (1, *[-d for d in digits])
+
+
+def pivot_by_bits(rows: list[SummaryRow], metric: str) -> tuple[list[str], list[list[str]]] | None:
+    """Rows = student groups, columns = bit settings, cells = metric mean ± SE.
+
+    Only when some group sweeps several bit widths and at least two groups exist; a
+    group that also sweeps alpha/T is left out (its grid is shown instead).
+    """
+    groups: dict[str, dict[str, SummaryRow]] = {}
+    for row in rows:
+        if row.name == "teacher" or sweeps_kd(rows, row.group):
+            continue
+        groups.setdefault(row.group, {})[row.bits] = row
+    if len(groups) < 2 or max(len(g) for g in groups.values()) < 2:
+        return None
+    columns = sorted({bits for group in groups.values() for bits in group}, key=bits_order)
+    table = []
+    for group, by_bits in groups.items():
+        method = next(iter(by_bits.values())).method
+        cells = [
+            by_bits[b].metrics[metric].format()
+            if b in by_bits and metric in by_bits[b].metrics
+            else ""
+            for b in columns
+        ]
+        table.append([group, method, *cells])
+    return ["Student", "Method", *columns], table
+
+
+def sweeps_kd(rows: list[SummaryRow], group: str) -> bool:
+    """True when ``group`` has runs at several (alpha, temperature) settings."""
+    members = [r for r in rows if r.group == group]
+    return len({(r.alpha, r.temperature) for r in members}) > 1
+
+
+@dataclass
+class Grid:
+    group: str
+    bits: str
+    alphas: list[float]
+    temperatures: list[float]
+    values: list[list[Stat | None]]  # [alpha][temperature]
+
+
+def alpha_temperature_grids(rows: list[SummaryRow], metric: str) -> list[Grid]:
+    """One grid per (group, bits) that sweeps both alpha and temperature."""
+    cells: dict[tuple[str, str], dict[tuple[float, float], Stat]] = {}
+    for row in rows:
+        if row.alpha is None or row.temperature is None or metric not in row.metrics:
+            continue
+        cells.setdefault((row.group, row.bits), {})[(row.alpha, row.temperature)] = row.metrics[
+            metric
+        ]
+    grids = []
+    for (group, bits), values in cells.items():
+        alphas = sorted({a for a, _ in values})
+        temperatures = sorted({t for _, t in values})
+        if len(alphas) < 2 or len(temperatures) < 2:
+            continue
+        matrix = [[values.get((a, t)) for t in temperatures] for a in alphas]
+        grids.append(Grid(group, bits, alphas, temperatures, matrix))
+    return grids
+
+
+@dataclass
+class Effect:
+    student: str
+    baseline: str
+    bits: str
+    alpha: float | None
+    temperature: float | None
+    student_stat: Stat
+    baseline_stat: Stat
+    difference: Stat  # paired by seed
+
+
+def distillation_effects(records: list[dict[str, Any]], metric: str) -> list[Effect]:
+    """For students with ``compare_to``: metric minus the baseline's, paired by seed and bits."""
+    baseline_values: dict[tuple[str, str, int], float] = {}
+    for record in records:
+        if metric in record.get("metrics", {}):
+            key = (record.get("group", record["name"]), record["bits"], record["seed"])
+            baseline_values[key] = record["metrics"][metric]
+    grouped: dict[tuple, list[tuple[float, float]]] = {}
+    for record in records:
+        baseline = record.get("compare_to")
+        value = record.get("metrics", {}).get(metric)
+        if not baseline or value is None:
+            continue
+        reference = baseline_values.get((baseline, record["bits"], record["seed"]))
+        if reference is None:
+            continue
+        key = (
+            record.get("group", record["name"]),
+            baseline,
+            record["bits"],
+            record.get("alpha"),
+            record.get("temperature"),
+        )
+        grouped.setdefault(key, []).append((value, reference))
+    effects = []
+    for (group, baseline, bits, alpha, temperature), pairs in grouped.items():
+        effects.append(
+            Effect(
+                group,
+                baseline,
+                bits,
+                alpha,
+                temperature,
+                Stat.of([v for v, _ in pairs]),
+                Stat.of([r for _, r in pairs]),
+                Stat.of([v - r for v, r in pairs]),
+            )
+        )
+    return effects

@@ -1,0 +1,71 @@
+import pytest
+
+from qdistill.report import summarize
+from qdistill.report.comparisons import (
+    alpha_temperature_grids,
+    bits_order,
+    distillation_effects,
+    pivot_by_bits,
+)
+
+
+def record(
+    name, group, bits, seed, acc, compare_to=None, alpha=None, temperature=None, method="qat"
+):
+    return {
+        "name": name,
+        "group": group,
+        "model": "m",
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "metrics": {"test_acc": acc},
+        "size_bytes": 1,
+        "float32_bytes": 4,
+        "compare_to": compare_to,
+        "alpha": alpha,
+        "temperature": temperature,
+    }
+
+
+def test_paired_effect_by_hand():
+    records = [record("base-w2a2", "base", "w2a2", s, a) for s, a in enumerate([90, 92, 94])]
+    records += [
+        record("kd-w2a2", "kd", "w2a2", s, a, compare_to="base")
+        for s, a in enumerate([91, 94, 94.5])
+    ]  # differences 1, 2, 0.5: mean 7/6, sample sd 0.7638, se 0.441
+    (effect,) = distillation_effects(records, "test_acc")
+    assert effect.difference.mean == pytest.approx(7 / 6)
+    assert effect.difference.se == pytest.approx(0.76376 / 3**0.5, rel=1e-4)
+    assert effect.difference.n == 3 and effect.baseline_stat.mean == pytest.approx(92)
+
+
+def test_unpaired_runs_are_left_out():
+    records = [record("base", "base", "w2a2", 0, 90), record("kd", "kd", "w4a4", 0, 95, "base")]
+    assert distillation_effects(records, "test_acc") == []
+
+
+def test_pivot_orders_bits_and_skips_kd_sweeps():
+    records = [record(f"q-{b}", "q", b, 0, acc) for b, acc in [("w2a2", 80), ("w8a8", 95)]]
+    records += [record(f"p-{b}", "p", b, 0, acc, method="ptq") for b, acc in [("w8a8", 94)]]
+    records += [record(f"g-a{a}", "g", "w8a8", 0, 1.0, alpha=a, temperature=8) for a in (0.1, 0.2)]
+    headers, table = pivot_by_bits(summarize(records), "test_acc")
+    assert headers == ["Student", "Method", "w8a8", "w2a2"]
+    assert table == [["q", "qat", "95.00", "80.00"], ["p", "ptq", "94.00", ""]]
+    assert sorted(["w2a2", "float", "w4a8", "w8a8"], key=bits_order) == [
+        "float",
+        "w8a8",
+        "w4a8",
+        "w2a2",
+    ]
+
+
+def test_alpha_temperature_grid():
+    records = [
+        record(f"g-a{a}-T{t}", "g", "float", 0, 10 * a + t, alpha=a, temperature=t, method="float")
+        for a in (0.2, 0.5)
+        for t in (3, 8)
+    ]
+    (grid,) = alpha_temperature_grids(summarize(records), "test_acc")
+    assert grid.alphas == [0.2, 0.5] and grid.temperatures == [3, 8]
+    assert grid.values[1][0].mean == pytest.approx(8.0)
