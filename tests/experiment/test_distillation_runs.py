@@ -147,3 +147,15 @@ def test_unknown_feature_path_is_a_config_error(tmp_path, tiny_config):
     ]
     with pytest.raises(ConfigError, match="teacher has no module 'nonexistent'"):
         run_experiment(parse_experiment(tiny_config), tmp_path)
+
+
+def test_self_study_alone_is_exactly_qat(tmp_path, tiny_config):
+    train = {"epochs": 2, "optimizer": {"lr": 0.003}}
+    tiny_config["students"] = [
+        {"name": "qat", "method": "qat", "bits": "w2a2", "train": train},
+        {"name": "ss", "method": "qkd", "bits": "w2a2", "phases": {"self_study": train}},
+    ]
+    records = {
+        r["name"]: r for r in run_experiment(parse_experiment(tiny_config), tmp_path).records
+    }
+    assert records["ss"]["metrics"] == records["qat"]["metrics"]
