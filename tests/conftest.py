@@ -1,5 +1,8 @@
 import copy
+import gzip
+import struct
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -48,3 +51,46 @@ def tiny_yaml(tmp_path, tiny_config):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     return path
+
+
+# Tiny MNIST-format files (the real IDX layout, random pixels), written by the tests.
+def write_idx(path, array, compress=False):
+    codes = {np.uint8: 0x08, np.int32: 0x0C}
+    header = bytes([0, 0, codes[array.dtype.type], array.ndim])
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_fake_mnist(root, compress=False, n_train=24, n_test=10):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if compress else ""
+    write_idx(
+        root / f"train-images-idx3-ubyte{suffix}",
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        compress,
+    )
+    write_idx(
+        root / f"train-labels-idx1-ubyte{suffix}",
+        (np.arange(n_train) % 10).astype(np.uint8),
+        compress,
+    )
+    write_idx(
+        root / f"t10k-images-idx3-ubyte{suffix}",
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        compress,
+    )
+    write_idx(
+        root / f"t10k-labels-idx1-ubyte{suffix}",
+        (np.arange(n_test) % 10).astype(np.uint8),
+        compress,
+    )
+
+
+@pytest.fixture
+def fake_mnist():
+    """write_fake_mnist(root, compress=False) — with .write_idx for single files."""
+    write_fake_mnist.write_idx = write_idx
+    return write_fake_mnist

@@ -1,5 +1,6 @@
 """The CLI end to end, in process, and the error contract: one line, exit code 2."""
 
+import json
 import subprocess
 import sys
 
@@ -180,3 +181,27 @@ def test_console_script_prints_no_traceback(tmp_path, tiny):
         timeout=120,
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_run_with_overrides(monkeypatch, capsys, tmp_path, tiny_yaml):
+    out = tmp_path / "out"
+    code, _, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "run",
+        str(tiny_yaml),
+        "--out",
+        str(out),
+        "--set",
+        "students=[{name: p, method: ptq, bits: w4a4}]",
+        "--set",
+        "seeds=[5]",
+    )
+    assert code == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["seed"], r["bits"]) for r in records] == [
+        ("teacher", 5, "float"),
+        ("p", 5, "w4a4"),
+    ]
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--set", "seeds")
+    assert_user_error(code, err, "key.subkey=value")

@@ -55,11 +55,13 @@ def _train_config(**values: Any):
         raise ConfigError(f"training option {location}: {first['msg']}") from None
 
 
-def _run_and_report(experiment_path: Path, out: Path | None, force: bool) -> None:
+def _run_and_report(
+    experiment_path: Path, out: Path | None, force: bool, overrides: list[str] | None = None
+) -> None:
     from qdistill.experiment import load_experiment, run_experiment
     from qdistill.report import results_table, write_report
 
-    config = load_experiment(experiment_path)
+    config = load_experiment(experiment_path, overrides or ())
     out_dir = out or Path("runs") / config.name
     outcome = run_experiment(config, out_dir, force=force)
     report = write_report(out_dir, outcome.records, config.name)
@@ -81,9 +83,13 @@ def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: OutOption = None,
     force: Annotated[bool, typer.Option(help="Re-run runs already in results.jsonl.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a YAML value: key.subkey=value (repeatable)."),
+    ] = None,
 ) -> None:
     """Run every run of an experiment YAML file and write its report."""
-    _run_and_report(experiment, out, force)
+    _run_and_report(experiment, out, force, set_)
 
 
 @app.command()

@@ -1,6 +1,3 @@
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
@@ -34,55 +31,20 @@ def test_batches_cover_the_split_and_shuffle_deterministically(digits):
     assert len(Batches(digits.val, 64, drop_last=True)) == len(digits.val) // 64
 
 
-def _write_idx(path, array, compress=False):
-    codes = {np.uint8: 0x08, np.int32: 0x0C}
-    header = bytes([0, 0, codes[array.dtype.type], array.ndim])
-    header += b"".join(struct.pack(">I", d) for d in array.shape)
-    data = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as handle:
-        handle.write(data)
-
-
-def _fake_mnist(root, compress=False, n_train=24, n_test=10):
-    rng = np.random.default_rng(0)
-    suffix = ".gz" if compress else ""
-    _write_idx(
-        root / f"train-images-idx3-ubyte{suffix}",
-        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        compress,
-    )
-    _write_idx(
-        root / f"train-labels-idx1-ubyte{suffix}",
-        (np.arange(n_train) % 10).astype(np.uint8),
-        compress,
-    )
-    _write_idx(
-        root / f"t10k-images-idx3-ubyte{suffix}",
-        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        compress,
-    )
-    _write_idx(
-        root / f"t10k-labels-idx1-ubyte{suffix}",
-        (np.arange(n_test) % 10).astype(np.uint8),
-        compress,
-    )
-
-
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
-def test_idx_datasets_read_real_format(tmp_path, compress, name):
-    _fake_mnist(tmp_path, compress)
+def test_idx_datasets_read_real_format(tmp_path, compress, name, fake_mnist):
+    fake_mnist(tmp_path, compress)
     data = build_dataset(name, root=str(tmp_path), val_fraction=0.25)
     assert data.input_shape == (1, 28, 28)
     assert (len(data.train), len(data.val), len(data.test)) == (18, 6, 10)
     assert data.test.y.tolist() == list(range(10))
 
 
-def test_torchvision_layout_is_found(tmp_path):
+def test_torchvision_layout_is_found(tmp_path, fake_mnist):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    _fake_mnist(raw)
+    fake_mnist(raw)
     assert len(build_dataset("mnist", root=str(tmp_path)).test) == 10
 
 
@@ -95,13 +57,14 @@ def test_missing_directory_and_files_name_what_is_expected(tmp_path):
         build_dataset("mnist")
 
 
-def test_corrupt_idx_files(tmp_path):
+def test_corrupt_idx_files(tmp_path, fake_mnist):
+    write_idx = fake_mnist.write_idx
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(DatasetError, match="magic"):
         read_idx(bad)
     short = tmp_path / "short"
-    _write_idx(short, np.zeros((5, 3), dtype=np.uint8))
+    write_idx(short, np.zeros((5, 3), dtype=np.uint8))
     short.write_bytes(short.read_bytes()[:-2])
     with pytest.raises(DatasetError, match="truncated"):
         read_idx(short)

@@ -78,3 +78,53 @@ def test_yaml_problems(tmp_path):
     unsafe.write_text("name: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
         load_experiment(unsafe)
+
+
+def test_overrides_set_nested_values(tmp_path, tiny_yaml):
+    config = load_experiment(
+        tiny_yaml,
+        [
+            "seeds=[3, 4]",
+            "students.1.bits=w4a4",
+            "data.options.split_seed=2",
+            "teacher.train.optimizer.name=sgd",
+        ],
+    )
+    assert config.seeds == [3, 4] and config.students[1].bits == "w4a4"
+    assert config.data.options == {"split_seed": 2}
+    assert config.teacher.train.optimizer.name == "sgd"
+    for bad, message in [
+        ("seeds", "key.subkey=value"),
+        ("students.9.bits=w8", "not an index"),
+        ("name.x=1", "inside a str"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(tiny_yaml, [bad])
+
+
+def test_mnist_config_runs_on_files_in_the_real_format(tmp_path, fake_mnist):
+    """qkd-mnist.yaml, pointed at (tiny) IDX files, runs end to end (epochs cut to 1)."""
+    import yaml
+
+    from qdistill.experiment import run_experiment
+
+    (tmp_path / "mnist").mkdir()
+    fake_mnist(tmp_path / "mnist")
+    raw = yaml.safe_load(Path(SHIPPED[0]).parent.joinpath("qkd-mnist.yaml").read_text())
+
+    cut = {"epochs": 1, "warmup_epochs": 0}
+
+    def one_epoch(node):
+        if isinstance(node, dict):
+            return {
+                k: cut.get(k, one_epoch(v)) if k in cut else one_epoch(v) for k, v in node.items()
+            }
+        return [one_epoch(v) for v in node] if isinstance(node, list) else node
+
+    raw = one_epoch(raw)
+    raw["seeds"] = [0]
+    raw["data"]["options"]["root"] = str(tmp_path / "mnist")
+    outcome = run_experiment(parse_experiment(raw), tmp_path / "out")
+    assert outcome.executed == 17
+    assert {r["data"]["name"] for r in outcome.records} == {"mnist"}
+    assert all(r["data"]["input_shape"] == [1, 28, 28] for r in outcome.records)

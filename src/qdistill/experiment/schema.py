@@ -202,8 +202,44 @@ def parse_experiment(raw: Any, source: str = "<experiment>") -> ExperimentConfig
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML file (safe_load only)."""
+def apply_overrides(raw: Any, assignments: list[str] | tuple[str, ...]) -> Any:
+    """Set ``dotted.key=value`` assignments (values read as YAML) in a parsed experiment.
+
+    Numeric path parts index lists (``students.0.bits=w4a4``); missing mapping keys are
+    created (``data.options.root=/data/mnist``).
+    """
+    for assignment in assignments:
+        path, sep, text = assignment.partition("=")
+        keys = path.split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"override {assignment!r} must look like key.subkey=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"override {path}: {where} is not an index of the list")
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {path}: {where} is inside a {type(node).__name__}")
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
+    return raw
+
+
+def load_experiment(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
+    """Read and validate an experiment YAML file (safe_load only), with ``overrides``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
@@ -216,4 +252,8 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text file") from None
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: an experiment must be a mapping")
+        raw = apply_overrides(raw, overrides)
     return parse_experiment(raw, str(path))
