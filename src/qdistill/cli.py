@@ -186,6 +186,21 @@ def evaluate(
 
 
 @app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, onnx-qdq or qonnx.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
+    samples: Annotated[int, typer.Option(help="Test inputs the export is verified on.")] = 64,
+) -> None:
+    """Export a checkpoint and verify the written file against PyTorch."""
+    from qdistill.experiment.commands import export_checkpoint
+
+    report = export_checkpoint(checkpoint, fmt, out, samples)
+    console.print(f"[bold green]Verified:[/] {report.summary()}")
+    console.print(f"Report: {out}.report.json")
+
+
+@app.command()
 def models() -> None:
     """List the registered models."""
     from qdistill.models import MODELS

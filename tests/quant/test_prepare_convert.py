@@ -196,3 +196,26 @@ def test_fold_batchnorm_is_inference_equivalent(model):
     assert len(folded) == 1
     assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in model.modules())
     assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_integer_bias_lies_on_the_accumulator_grid():
+    torch.manual_seed(0)
+    layer = quantize(nn.Linear(6, 3), "w4a4")
+    x = torch.randn(16, 6)
+    calibrate(layer, [x])
+    layer.eval()(x)
+    s = layer.input_quantizer.last_scale * layer.weight_quantizer.last_scale
+    bias = layer.quantized_bias()
+    assert torch.allclose(bias / s, torch.round(bias / s), atol=1e-4)
+    assert not torch.equal(bias, layer.bias)  # it really was rounded
+    bias.sum().backward()  # straight-through: the float bias gets the gradient
+    assert torch.equal(layer.bias.grad, torch.ones(3))
+    integer = convert(layer)
+    assert integer.bias_codes.dtype == torch.int32 and integer.bias is None
+    assert torch.allclose(integer(x), layer(x), atol=1e-5)
+    float_bias = quantize(nn.Linear(6, 3), {"bits": "w4a4", "bias": "float"})
+    calibrate(float_bias, [x])
+    float_bias.eval()(x)
+    assert float_bias.quantized_bias() is float_bias.bias
+    weights_only = quantize(nn.Linear(6, 3), "w4")  # no accumulator grid without an input scale
+    assert not weights_only.layer_spec.integer_bias

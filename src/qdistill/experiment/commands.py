@@ -16,6 +16,7 @@ from qdistill.experiment.steps import (
     quantize_calibrated,
     train_with_validation,
 )
+from qdistill.export import ExportReport, export_model
 from qdistill.hardware import model_size
 from qdistill.models import build_model, load_model, save_model
 from qdistill.quant import is_quantized
@@ -138,3 +139,12 @@ def evaluate_checkpoint(
     result["size_bytes"] = size.total_bytes
     result["float32_bytes"] = size.float32_bytes
     return result
+
+
+def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> ExportReport:
+    """Export a qdistill checkpoint, verified on ``samples`` test inputs of its dataset."""
+    model, metadata = load_model(checkpoint)
+    data, _ = _checkpoint_data(metadata, None, {})
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {samples}")
+    return export_model(model, out, fmt, data.test.x[:samples])

@@ -54,7 +54,8 @@ def _layer_storage(module: nn.Module) -> tuple[int, int, int, int]:
         weight_channels = module.weight_scale.numel() if w_bits < 32 else 0
         weight_zero = w_bits < 32 and module.weight_has_zero_point
         act_zero = a_bits < 32 and module.input_has_zero_point
-        bias_numel = module.bias.numel() if module.bias is not None else 0
+        bias = module.bias_codes if module.integer_bias else module.bias
+        bias_numel = bias.numel() if bias is not None else 0
     else:
         weight_numel = module.weight.numel()
         wq, iq = module.weight_quantizer, module.input_quantizer

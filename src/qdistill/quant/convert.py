@@ -19,7 +19,7 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.quant.modules import QuantConvTranspose2d, QuantLayer, QuantLinear
-from qdistill.quant.qmath import quantize_codes
+from qdistill.quant.qmath import bias_codes, bias_scale, quantize_codes
 from qdistill.quant.quantizer import QParams
 
 
@@ -85,6 +85,12 @@ class IntegerLayer(nn.Module):
         else:
             self.act_bits = 32
         bias = layer.bias.detach().clone() if layer.bias is not None else None
+        # Integer biases live on the accumulator grid and are added before rescaling.
+        self.integer_bias = bias is not None and layer.layer_spec.integer_bias
+        if self.integer_bias:
+            scale = bias_scale(iq.scale, wq.scale, bias.numel())
+            self.register_buffer("bias_codes", bias_codes(bias, scale))
+            bias = None
         self.register_buffer("bias", bias)
 
     @staticmethod
@@ -99,9 +105,7 @@ class IntegerLayer(nn.Module):
         scale = scale * input_scale.double()
         if scale.numel() == 1:
             return scale.reshape(())
-        shape = [1] * out.dim()
-        shape[-1 if self.op == "linear" else 1] = -1
-        return scale.reshape(shape)
+        return scale.reshape(self._channel_shape(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_code_range is not None:
@@ -125,12 +129,17 @@ class IntegerLayer(nn.Module):
                 zp = zp.reshape(shape)
             w_int = (self.weight_codes.to(torch.int32) - zp).double()
             out = _OPS[self.op](x_int, w_int, None, **self.op_kwargs)
+            if self.integer_bias:
+                out = out + self.bias_codes.double().reshape(self._channel_shape(out))
             out = out * self._output_scale(out, input_scale)
         if self.bias is not None:
-            channel_shape = [1] * out.dim()
-            channel_shape[-1 if self.op == "linear" else 1] = -1
-            out = out + self.bias.double().reshape(channel_shape)
+            out = out + self.bias.double().reshape(self._channel_shape(out))
         return out.float()
+
+    def _channel_shape(self, out: torch.Tensor) -> list[int]:
+        shape = [1] * out.dim()
+        shape[-1 if self.op == "linear" else 1] = -1
+        return shape
 
     def extra_repr(self) -> str:
         return (

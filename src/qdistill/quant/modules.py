@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qdistill.quant.qmath import bias_codes, bias_scale
 from qdistill.quant.quantizer import FakeQuantizer
 from qdistill.quant.spec import LayerQuantSpec
 
@@ -49,6 +50,26 @@ class QuantLayer:
 
     def quantized_weight(self) -> torch.Tensor:
         return self.weight_quantizer(self.weight) if self.weight_quantizer else self.weight
+
+    def quantized_bias(self) -> torch.Tensor | None:
+        """The bias, rounded to the accumulator grid when the spec asks for integer biases
+        (straight-through gradient). Call after quantized_input/quantized_weight, whose
+        scales it uses."""
+        if self.bias is None or not self.layer_spec.integer_bias:
+            return self.bias
+        if self.input_quantizer.last_scale is None or self.weight_quantizer.last_scale is None:
+            return self.bias  # quantizers bypassed (calibration of float activations)
+        scale = bias_scale(
+            self.input_quantizer.last_scale, self.weight_quantizer.last_scale, self.bias.numel()
+        )
+        on_grid = bias_codes(self.bias.detach(), scale).float() * scale
+        return self.bias + (on_grid - self.bias).detach()
+
+    def _quantized_operands(self, x: torch.Tensor):
+        """(input, weight, bias) as the layer computes with them, in the order they need."""
+        x = self.quantized_input(x)
+        weight = self.quantized_weight()
+        return x, weight, self.quantized_bias()
 
     @classmethod
     def from_float(cls, module: nn.Module, spec: LayerQuantSpec) -> nn.Module:
@@ -91,7 +112,7 @@ class QuantLinear(QuantLayer, nn.Linear):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.quantized_input(x), self.quantized_weight(), self.bias)
+        return F.linear(*self._quantized_operands(x))
 
 
 class QuantConv1d(QuantLayer, nn.Conv1d):
@@ -99,7 +120,7 @@ class QuantConv1d(QuantLayer, nn.Conv1d):
     _constructor_args = staticmethod(_conv_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
+        return self._conv_forward(*self._quantized_operands(x))
 
 
 class QuantConv2d(QuantLayer, nn.Conv2d):
@@ -107,7 +128,7 @@ class QuantConv2d(QuantLayer, nn.Conv2d):
     _constructor_args = staticmethod(_conv_args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
+        return self._conv_forward(*self._quantized_operands(x))
 
 
 class QuantConvTranspose2d(QuantLayer, nn.ConvTranspose2d):
@@ -123,9 +144,7 @@ class QuantConvTranspose2d(QuantLayer, nn.ConvTranspose2d):
             x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
         )
         return F.conv_transpose2d(
-            self.quantized_input(x),
-            self.quantized_weight(),
-            self.bias,
+            *self._quantized_operands(x),
             self.stride,
             self.padding,
             output_padding,

@@ -90,3 +90,22 @@ def dequantize_codes(
 def channel_reduce_dims(x: torch.Tensor, axis: int | None) -> tuple[int, ...]:
     """All dimensions of ``x`` except the channel axis (all of them when per-tensor)."""
     return tuple(d for d in range(x.dim()) if d != axis)
+
+
+def bias_scale(
+    input_scale: torch.Tensor, weight_scale: torch.Tensor, channels: int
+) -> torch.Tensor:
+    """The accumulator's scale s_x * s_w per output channel (float32, as runtimes form it).
+
+    A transposed convolution with groups has weight scales for out_channels / groups
+    channels; output channel g * n + c uses scale c.
+    """
+    scale = input_scale.float().reshape(-1)[:1] * weight_scale.float().reshape(-1)
+    if scale.numel() not in (1, channels):
+        scale = scale.repeat(channels // scale.numel())
+    return scale.expand(channels) if scale.numel() == 1 else scale
+
+
+def bias_codes(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int32 codes of a bias on the accumulator grid: round(b / (s_x * s_w))."""
+    return torch.round(bias.float() / scale).to(torch.int32)

@@ -95,6 +95,9 @@ class FakeQuantizer(nn.Module):
                 "signed_state", torch.tensor(-1 if signed is None else int(signed), **kw)
             )
         self._initialized = False
+        # The scale the last forward pass used (detached): integer biases are rounded to
+        # the accumulator grid s_x * s_w built from these.
+        self.last_scale: torch.Tensor | None = None
         self._mse_cache: tuple[tuple[int, int], torch.Tensor] | None = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_from_buffers())
 
@@ -247,6 +250,7 @@ class FakeQuantizer(nn.Module):
         elif self.learned and not self._initialized:
             self._init_learned_weight(x)
         if not self.fake_quant_enabled:
+            self.last_scale = None
             return x
         if self.role == "act" and not self._initialized:
             raise ConfigError(
@@ -259,6 +263,7 @@ class FakeQuantizer(nn.Module):
             scale, zero_point = self.weight_qparams(x)
         else:
             scale, zero_point = self.scale, self.zero_point
+        self.last_scale = scale.detach()
         if self.binary:
             return binary_fake_quantize(x, scale, self.axis)
         if self.spec.symmetric:
@@ -270,6 +275,7 @@ class FakeQuantizer(nn.Module):
 
     def _learned_fake_quant(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.scale.abs().clamp_min(SCALE_EPS)
+        self.last_scale = scale.detach()
         if self.binary:
             return binary_fake_quantize(x, scale, self.axis)
         # LSQ gradient scaling: 1 / sqrt(elements per scale * q_max).

@@ -106,12 +106,20 @@ def default_act_spec(bits: int) -> QuantizerSpec:
 
 @dataclass(frozen=True)
 class LayerQuantSpec:
-    """Quantization of one layer: its weight and its input activation (None = float)."""
+    """Quantization of one layer: its weight and its input activation (None = float).
+
+    ``bias="int32"`` (default) rounds the bias to the accumulator's grid s_x * s_w when
+    both the weight and the input are quantized, as integer runtimes (onnxruntime,
+    FPGA dataflow designs) add it to the INT32 accumulator; ``"float"`` keeps it exact.
+    """
 
     weight: QuantizerSpec | None = None
     act: QuantizerSpec | None = None
+    bias: Literal["int32", "float"] = "int32"
 
     def __post_init__(self) -> None:
+        if self.bias not in ("int32", "float"):
+            raise ConfigError(f"bias {self.bias!r} is unknown; use int32 or float")
         if self.weight is not None:
             if self.weight.range not in _WEIGHT_RANGES:
                 raise ConfigError(
@@ -130,6 +138,10 @@ class LayerQuantSpec:
                 raise ConfigError("activations are quantized per tensor; remove 'granularity'")
 
     @property
+    def integer_bias(self) -> bool:
+        return self.bias == "int32" and self.weight is not None and self.act is not None
+
+    @property
     def short(self) -> str:
         """Compact name such as ``w4a4``, ``w8`` or ``float``."""
         parts = []
@@ -143,6 +155,7 @@ class LayerQuantSpec:
         return {
             "weight": self.weight.to_config() if self.weight else None,
             "act": self.act.to_config() if self.act else None,
+            "bias": self.bias,
         }
 
 
@@ -198,13 +211,13 @@ def parse_layer_spec(value: Any) -> LayerQuantSpec | None:
             act = default_act_spec(check_bits(a_bits, "activation bit width"))
         return LayerQuantSpec(weight=weight, act=act)
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"bits", "weight", "act"})
+        unknown = sorted(set(value) - {"bits", "weight", "act", "bias"})
         if unknown:
             raise ConfigError(
-                f"quantization spec has unknown key(s) {unknown}; use bits, weight, act"
+                f"quantization spec has unknown key(s) {unknown}; use bits, weight, act, bias"
             )
         base = parse_layer_spec(value.get("bits", "float")) or LayerQuantSpec()
         weight = _quantizer_from(value.get("weight"), base.weight, default_weight_spec, "weight")
         act = _quantizer_from(value.get("act"), base.act, default_act_spec, "act")
-        return LayerQuantSpec(weight=weight, act=act)
+        return LayerQuantSpec(weight=weight, act=act, bias=value.get("bias", "int32"))
     raise ConfigError(f"quantization spec {value!r} must be a string like 'w4a4' or a mapping")

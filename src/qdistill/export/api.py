@@ -1,0 +1,128 @@
+"""export(): write a model as onnx, onnx-qdq or qonnx, and verify it before reporting it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from qdistill.errors import ConfigError
+from qdistill.export.graph import ExportError, export_float, float_shadow
+from qdistill.export.layers import export_layers
+from qdistill.export.qdq import to_qdq
+from qdistill.export.qonnx_format import to_qonnx
+from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
+from qdistill.export.verify import within_tolerance as _within_tolerance
+from qdistill.quant import is_quantized
+
+
+@dataclass
+class ExportReport:
+    format: str
+    path: str
+    layers: dict[str, str]  # quantized layer -> "w8a8", ...
+    comparison: Comparison
+    passed: bool
+    opset: int
+    ir_version: int
+    file_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "comparison": self.comparison.to_dict()}
+
+    def summary(self) -> str:
+        c = self.comparison
+        parts = [
+            f"{self.format} -> {self.path} ({self.file_bytes / 1024:.1f} KiB)",
+            f"max |diff| {c.max_abs_diff:.3g}",
+            f"mean |diff| {c.mean_abs_diff:.3g}",
+        ]
+        if c.agreement is not None:
+            parts.append(f"class agreement {100 * c.agreement:.2f}%")
+        if c.psnr_db is not None:
+            parts.append(f"PSNR vs PyTorch {c.psnr_db:.1f} dB")
+        return ", ".join(parts) + f" on {c.samples} samples"
+
+
+def export_model(
+    model: nn.Module,
+    path: str | Path,
+    fmt: str,
+    sample_inputs: torch.Tensor,
+    *,
+    write_report: bool = True,
+) -> ExportReport:
+    """Export ``model`` to ``path`` and verify the written file against PyTorch.
+
+    ``onnx`` is the float computation (quantizers bypassed); ``onnx-qdq`` and ``qonnx``
+    need a quantized, calibrated model and carry its learned scales and zero points.
+    The file is executed on ``sample_inputs`` and compared with the PyTorch outputs;
+    beyond tolerance the export fails with the numbers (the file is kept beside the
+    target as ``*.unverified.onnx`` for inspection). The report is also written as
+    ``<path>.report.json``.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format {fmt!r} is unknown; use {', '.join(FORMATS)}")
+    quantized = is_quantized(model)
+    if fmt != "onnx" and not quantized:
+        raise ExportError(f"format {fmt} needs a quantized model; quantize it first or use onnx")
+    started = time.perf_counter()
+    model = model.eval()
+    shadow = float_shadow(model)
+    layers = export_layers(model) if quantized else []
+    proto = export_float(shadow, sample_inputs[:1].cpu())
+    if fmt == "onnx-qdq":
+        proto = to_qdq(proto, layers)
+    elif fmt == "qonnx":
+        proto = to_qonnx(proto, layers)
+    with torch.no_grad():
+        reference = (shadow if fmt == "onnx" else model)(sample_inputs.cpu()).numpy()
+    exported = run_exported(proto, sample_inputs.cpu().numpy().astype(np.float32), fmt)
+    comparison = compare_outputs(reference, exported)
+    report = ExportReport(
+        format=fmt,
+        path=str(path),
+        layers={layer.name: layer.label for layer in layers},
+        comparison=comparison,
+        passed=_within_tolerance(comparison, fmt),
+        opset=max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        ir_version=proto.ir_version,
+        file_bytes=proto.ByteSize(),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return _write(proto, Path(path), report, write_report)
+
+
+def verify_file(path: str | Path, model: nn.Module, sample_inputs: torch.Tensor, fmt: str):
+    """Re-run an exported file and compare it with ``model``: (comparison, passed)."""
+    proto = onnx.load(str(path))
+    reference_model = model.eval() if fmt != "onnx" else float_shadow(model)
+    with torch.no_grad():
+        reference = reference_model(sample_inputs.cpu()).numpy()
+    comparison = compare_outputs(reference, run_exported(proto, sample_inputs.numpy(), fmt))
+    return comparison, _within_tolerance(comparison, fmt)
+
+
+def _write(proto: onnx.ModelProto, path: Path, report: ExportReport, write_report: bool):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not report.passed:
+        rejected = path.with_name(path.stem + ".unverified.onnx")
+        onnx.save(proto, str(rejected))
+        raise ExportError(
+            f"{report.format} export does not reproduce the PyTorch model "
+            f"({report.summary()}); kept for inspection as {rejected}"
+        )
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    if write_report:
+        Path(f"{path}.report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report

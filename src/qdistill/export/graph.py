@@ -1,0 +1,141 @@
+"""Float ONNX export of a (possibly quantized) model and graph-editing helpers.
+
+Quantized layers are exported as their float type, so every layer's weight appears
+as an initializer named by its module path (``<layer>.weight``); the QDQ and QONNX
+writers find each layer's node through that name and insert quantization around
+it. The onnxscript graph optimizer is off: it would fold BatchNorm into the
+convolution weights, which must stay the layer's own (quantized) weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+from torch import nn
+
+from qdistill.errors import QdistillError
+from qdistill.quant.modules import QuantLayer
+
+OPSET = 21  # int4/uint4 QuantizeLinear needs 21
+# The IR version qdistill stamps on what it writes: int4 types need >= 10, and
+# onnxruntime 1.31 refuses IR 14, which onnx 1.23 gives new models by default.
+RUNTIME_IR_VERSION = 10
+
+
+class ExportError(QdistillError):
+    """A model could not be exported, or the export failed its verification."""
+
+
+def float_shadow(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every quantized layer back to its float type (same weights)."""
+    shadow = copy.deepcopy(model).eval()
+    if isinstance(shadow, QuantLayer):
+        return _as_float(shadow)
+    for name, module in list(shadow.named_modules()):
+        if isinstance(module, QuantLayer):
+            shadow.set_submodule(name, _as_float(module))
+    return shadow
+
+
+def _as_float(layer: QuantLayer) -> nn.Module:
+    plain = layer.float_type(**layer._constructor_args(layer), device="meta")
+    plain.weight, plain.bias = layer.weight, layer.bias
+    return plain.eval()
+
+
+def export_float(model: nn.Module, sample: torch.Tensor, opset: int = OPSET) -> onnx.ModelProto:
+    """Trace ``model`` with torch.export and translate it to ONNX (batch axis dynamic)."""
+    model = model.eval()
+    batch = torch.export.Dim("batch")
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (sample,),
+                None,
+                dynamo=True,
+                optimize=False,
+                verbose=False,
+                opset_version=opset,
+                dynamic_shapes=({0: batch},),
+                input_names=["input"],
+                output_names=["output"],
+            )
+    except Exception as err:  # torch.export raises many kinds of errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExportError(
+            f"torch.export could not trace the model ({first}); export needs a model "
+            "without data-dependent Python control flow"
+        ) from None
+    proto = program.model_proto
+    proto.ir_version = min(proto.ir_version, RUNTIME_IR_VERSION)
+    return proto
+
+
+class GraphEditor:
+    """Small helpers for rewriting an ONNX graph in place."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.graph = model.graph
+        self._names: set[str] = {i.name for i in self.graph.initializer}
+        self._names |= {o for n in self.graph.node for o in n.output}
+        self._counter = 0
+
+    def unique(self, stem: str) -> str:
+        while True:
+            self._counter += 1
+            name = f"{stem}_{self._counter}"
+            if name not in self._names:
+                self._names.add(name)
+                return name
+
+    def initializer(self, name: str) -> onnx.TensorProto | None:
+        return next((i for i in self.graph.initializer if i.name == name), None)
+
+    def add_initializer(self, stem: str, array: np.ndarray) -> str:
+        name = self.unique(stem)
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def add_tensor(self, stem: str, data_type: int, dims: list[int], values: list[int]) -> str:
+        """An initializer of a type numpy cannot hold (int4/uint4)."""
+        name = self.unique(stem)
+        self.graph.initializer.append(helper.make_tensor(name, data_type, dims, values))
+        return name
+
+    def consumers(self, tensor: str) -> list[tuple[onnx.NodeProto, int]]:
+        return [(n, i) for n in self.graph.node for i, x in enumerate(n.input) if x == tensor]
+
+    def insert_before(self, node: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> None:
+        """Insert ``new_nodes`` right before ``node`` (keeps the list topologically sorted)."""
+        index = list(self.graph.node).index(node)
+        for offset, new in enumerate(new_nodes):
+            self.graph.node.insert(index + offset, new)
+
+    def remove_unused_initializers(self) -> None:
+        used = {x for n in self.graph.node for x in n.input}
+        used |= {o.name for o in self.graph.output}
+        keep = [i for i in self.graph.initializer if i.name in used]
+        del self.graph.initializer[:]
+        self.graph.initializer.extend(keep)
+
+    def layer_nodes(self, layer_name: str) -> list[onnx.NodeProto]:
+        """The Gemm/MatMul/Conv/ConvTranspose nodes that use ``<layer_name>.weight``."""
+        weight = f"{layer_name}.weight" if layer_name else "weight"
+        nodes = [n for n, index in self.consumers(weight) if index == 1]
+        if not nodes:
+            raise ExportError(
+                f"layer {layer_name or '(model)'!r}: its weight {weight!r} is not an input of "
+                "any node in the exported graph"
+            )
+        return nodes

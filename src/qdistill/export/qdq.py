@@ -1,0 +1,107 @@
+"""ONNX with QuantizeLinear/DequantizeLinear (QDQ), for onnxruntime and other int runtimes.
+
+Weights become integer initializers behind a DequantizeLinear (per output channel);
+each quantized layer's input gets a QuantizeLinear -> DequantizeLinear pair with
+the layer's learned activation scale and zero point; integer biases are int32 on the
+accumulator grid (scale s_x * s_w) behind a DequantizeLinear. Accumulation stays
+wide, exactly as in qdistill's quantized layers; onnxruntime fuses the pattern into
+integer kernels (QGemm, QLinearConv, ...). 8-bit and 16-bit everywhere, 4-bit via
+the int4/uint4 types of opset 21; other widths (and binary) are refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from qdistill.export.graph import ExportError, GraphEditor
+from qdistill.export.layers import ExportLayer, TensorQuant
+
+# (bits, signed) -> ONNX element type and numpy type (None: no numpy equivalent)
+_TYPES = {
+    (8, True): (TensorProto.INT8, np.int8),
+    (8, False): (TensorProto.UINT8, np.uint8),
+    (16, True): (TensorProto.INT16, np.int16),
+    (16, False): (TensorProto.UINT16, np.uint16),
+    (4, True): (TensorProto.INT4, None),
+    (4, False): (TensorProto.UINT4, None),
+}
+QDQ_BITS = (4, 8, 16)
+
+
+def check_qdq_supported(layers: list[ExportLayer]) -> None:
+    for layer in layers:
+        for role, quant in (("weights", layer.weight), ("activations", layer.act)):
+            if quant is None:
+                continue
+            if quant.binary or quant.bits not in QDQ_BITS:
+                kind = "binary" if quant.binary else f"{quant.bits}-bit"
+                raise ExportError(
+                    f"layer {layer.name!r} has {kind} {role}; onnx-qdq supports "
+                    f"{', '.join(map(str, QDQ_BITS))}-bit integers only: use format qonnx "
+                    "(any bit width) for this model"
+                )
+
+
+def _typed(editor: GraphEditor, stem: str, quant: TensorQuant, values: np.ndarray) -> str:
+    onnx_type, numpy_type = _TYPES[(quant.bits, quant.signed)]
+    if numpy_type is None:
+        return editor.add_tensor(stem, onnx_type, list(values.shape), values.reshape(-1).tolist())
+    return editor.add_initializer(stem, values.astype(numpy_type))
+
+
+def _params(editor: GraphEditor, stem: str, quant: TensorQuant) -> tuple[str, str]:
+    per_channel = quant.axis is not None
+    scale = quant.scale if per_channel else quant.scale.reshape(())
+    zero = quant.zero_point if per_channel else quant.zero_point.reshape(())
+    return editor.add_initializer(f"{stem}_scale", scale), _typed(
+        editor, f"{stem}_zero", quant, zero
+    )
+
+
+def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto:
+    """Rewrite a float export (see graph.export_float) into a QDQ model, in place."""
+    check_qdq_supported(layers)
+    editor = GraphEditor(proto)
+    for layer in layers:
+        for node in editor.layer_nodes(layer.name):
+            new_nodes = []
+            if layer.weight is not None:
+                stem = f"{layer.name}.weight_q"
+                codes = _typed(editor, stem, layer.weight, layer.codes)
+                scale, zero = _params(editor, stem, layer.weight)
+                dequantized = editor.unique(f"{layer.name}.weight_dq")
+                attrs = {"axis": layer.weight.axis} if layer.weight.axis is not None else {}
+                new_nodes.append(
+                    helper.make_node(
+                        "DequantizeLinear", [codes, scale, zero], [dequantized], **attrs
+                    )
+                )
+                node.input[1] = dequantized
+            if layer.bias_codes is not None and len(node.input) > 2:
+                stem = f"{layer.name}.bias_q"
+                codes = editor.add_initializer(stem, layer.bias_codes.astype(np.int32))
+                scale = editor.add_initializer(f"{stem}_scale", layer.bias_scale)
+                zero = editor.add_initializer(
+                    f"{stem}_zero", np.zeros_like(layer.bias_codes, np.int32)
+                )
+                dequantized = editor.unique(f"{layer.name}.bias_dq")
+                new_nodes.append(
+                    helper.make_node(
+                        "DequantizeLinear", [codes, scale, zero], [dequantized], axis=0
+                    )
+                )
+                node.input[2] = dequantized
+            if layer.act is not None:
+                stem = f"{layer.name}.input_q"
+                scale, zero = _params(editor, stem, layer.act)
+                quantized, restored = editor.unique(stem), editor.unique(f"{layer.name}.input_dq")
+                new_nodes += [
+                    helper.make_node("QuantizeLinear", [node.input[0], scale, zero], [quantized]),
+                    helper.make_node("DequantizeLinear", [quantized, scale, zero], [restored]),
+                ]
+                node.input[0] = restored
+            editor.insert_before(node, new_nodes)
+    editor.remove_unused_initializers()
+    return proto

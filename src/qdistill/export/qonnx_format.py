@@ -1,0 +1,112 @@
+"""QONNX: Quant / BipolarQuant nodes of any bit width, for FINN and hls4ml.
+
+Weights are stored as their dequantized float values (exactly on the quantization
+grid) feeding a Quant node, so a downstream tool re-derives the same integers; each
+quantized layer's input gets a Quant node with its learned scale and zero point.
+The graph is then cleaned (shape inference, constant folding that keeps the
+quantization nodes) with qonnx's own cleanup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from qdistill.export.graph import RUNTIME_IR_VERSION, GraphEditor
+from qdistill.export.layers import ExportLayer, TensorQuant, channel_shape
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+
+
+def _quant_node(
+    editor: GraphEditor, stem: str, source: str, quant: TensorQuant, ndim: int
+) -> tuple[onnx.NodeProto, str]:
+    channels = len(quant.scale)
+    shape = channel_shape(ndim, quant.axis, channels)
+    scale = editor.add_initializer(f"{stem}_scale", quant.scale.reshape(shape).astype(np.float32))
+    output = editor.unique(stem)
+    if quant.binary:
+        node = helper.make_node("BipolarQuant", [source, scale], [output], domain=QONNX_DOMAIN)
+        return node, output
+    zero = editor.add_initializer(
+        f"{stem}_zeropt", quant.zero_point.reshape(shape).astype(np.float32)
+    )
+    bits = editor.add_initializer(f"{stem}_bitwidth", np.array(float(quant.bits), np.float32))
+    node = helper.make_node(
+        "Quant",
+        [source, scale, zero, bits],
+        [output],
+        domain=QONNX_DOMAIN,
+        signed=int(quant.signed),
+        narrow=int(quant.narrow and quant.signed),
+        rounding_mode="ROUND",
+    )
+    return node, output
+
+
+def to_qonnx(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto:
+    """Rewrite a float export into a QONNX model and clean it with qonnx's cleanup."""
+    editor = GraphEditor(proto)
+    for layer in layers:
+        for node in editor.layer_nodes(layer.name):
+            new_nodes = []
+            if layer.weight is not None:
+                stem = f"{layer.name}.weight_quant"
+                weight = editor.add_initializer(f"{layer.name}.weight_grid", layer.dequantized)
+                new, output = _quant_node(
+                    editor, stem, weight, layer.weight, layer.dequantized.ndim
+                )
+                new_nodes.append(new)
+                node.input[1] = output
+            if layer.bias_codes is not None and len(node.input) > 2:
+                node.input[2] = editor.add_initializer(
+                    f"{layer.name}.bias_grid", layer.bias_on_grid
+                )
+            if layer.act is not None:
+                new, output = _quant_node(
+                    editor, f"{layer.name}.input_quant", node.input[0], layer.act, 0
+                )
+                new_nodes.append(new)
+                node.input[0] = output
+            editor.insert_before(node, new_nodes)
+    editor.remove_unused_initializers()
+    proto.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
+    return cleanup(proto)
+
+
+@contextmanager
+def runtime_ir_for_qonnx() -> Iterator[None]:
+    """Make qonnx's executor (used by its cleanup and by verification) build per-node
+    models with an IR version onnxruntime accepts: onnx 1.23 stamps 14, which
+    onnxruntime 1.31 refuses."""
+    import qonnx.core.onnx_exec as onnx_exec
+
+    original = onnx_exec.qonnx_make_model
+
+    def make_model(graph, **kwargs):
+        model = original(graph, **kwargs)
+        model.ir_version = min(model.ir_version, RUNTIME_IR_VERSION)
+        return model
+
+    onnx_exec.qonnx_make_model = make_model
+    try:
+        yield
+    finally:
+        onnx_exec.qonnx_make_model = original
+
+
+def cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """qonnx's cleanup (shape inference, constant folding that keeps Quant nodes), batch 1."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.util.cleanup import cleanup_model
+
+    with runtime_ir_for_qonnx():
+        wrapper = ModelWrapper(proto).transform(ChangeBatchSize(1))
+        cleaned = cleanup_model(wrapper).model
+    cleaned.ir_version = min(cleaned.ir_version, RUNTIME_IR_VERSION)
+    return cleaned

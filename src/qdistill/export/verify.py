@@ -1,0 +1,96 @@
+"""Run an exported file and compare it with the PyTorch model it came from.
+
+onnx and onnx-qdq files run in onnxruntime; QONNX files in qonnx's executor, with
+the IR-version fix of :func:`runtime_ir_for_qonnx`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+
+from qdistill.export.qonnx_format import runtime_ir_for_qonnx
+
+FORMATS = ("onnx", "onnx-qdq", "qonnx")
+
+
+@dataclass
+class Comparison:
+    samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    output_scale: float  # mean |reference output|
+    agreement: float | None  # share of equal arg-max (classification outputs)
+    psnr_db: float | None  # PSNR of the exported output against PyTorch's (image outputs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_outputs(reference: np.ndarray, exported: np.ndarray) -> Comparison:
+    if reference.shape != exported.shape:
+        raise ValueError(f"exported output shape {exported.shape} != PyTorch {reference.shape}")
+    diff = np.abs(reference.astype(np.float64) - exported.astype(np.float64))
+    agreement = psnr = None
+    if reference.ndim == 2:
+        agreement = float((reference.argmax(1) == exported.argmax(1)).mean())
+    if reference.ndim == 4:
+        peak = float(reference.max() - reference.min()) or 1.0
+        mse = float((diff**2).mean())
+        psnr = math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+    return Comparison(
+        samples=len(reference),
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        output_scale=float(np.abs(reference).mean()),
+        agreement=agreement,
+        psnr_db=psnr,
+    )
+
+
+def within_tolerance(result: Comparison, fmt: str) -> bool:
+    """Float exports must match to float rounding; quantized ones may differ only where a
+    value sits on a rounding tie (onnx divides by the scale, qdistill multiplies by its
+    reciprocal), which flips one integer code by one step."""
+    scale = max(result.output_scale, 1e-6)
+    if fmt == "onnx":
+        return result.max_abs_diff <= 1e-4 * max(scale, 1.0)
+    if result.agreement is not None and result.agreement < 0.99:
+        return False
+    if result.psnr_db is not None and result.psnr_db < 40.0:
+        return False
+    return result.mean_abs_diff <= 1e-2 * scale
+
+
+def run_onnxruntime(model: onnx.ModelProto | bytes, inputs: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: inputs})[0]
+
+
+def run_qonnx(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    wrapper = ModelWrapper(onnx.ModelProto.FromString(model.SerializeToString()))
+    wrapper = wrapper.transform(ChangeBatchSize(len(inputs))).transform(InferShapes())
+    name = wrapper.graph.input[0].name
+    with runtime_ir_for_qonnx():
+        outputs = execute_onnx(wrapper, {name: inputs})
+    return outputs[wrapper.graph.output[0].name]
+
+
+def run_exported(model: onnx.ModelProto, inputs: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "qonnx":
+        return run_qonnx(model, inputs)
+    return run_onnxruntime(model, inputs)

@@ -1,0 +1,168 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from qdistill.errors import ConfigError
+from qdistill.export import ExportError, export_model, runtime_ir_for_qonnx, verify_file
+from qdistill.models import build_model
+from qdistill.quant import calibrate, quantize
+
+
+@pytest.fixture(scope="module")
+def digits_inputs():
+    from qdistill.data import build_dataset
+
+    data = build_dataset("digits")
+    return data.train.x[:128], data.test.x[:48]
+
+
+def prepared(name, bits, digits_inputs, **options):
+    torch.manual_seed(0)
+    model = build_model(name, (1, 8, 8), 10, **options)
+    q = quantize(model, bits)
+    calibrate(q, [digits_inputs[0][:64], digits_inputs[0][64:]])
+    return q.eval()
+
+
+CASES = [
+    ("small_cnn", "w8a8", "onnx-qdq"),
+    ("small_cnn", "w4a4", "onnx-qdq"),
+    ("small_cnn", "w16a16", "onnx-qdq"),
+    ("small_cnn", "w8a8", "qonnx"),
+    ("small_cnn", "w2a2", "qonnx"),
+    ("small_cnn", "w1a1", "qonnx"),
+    ("kl_mlp_student", "w8a8", "onnx-qdq"),
+    ("kl_mlp_student", "w4a4", "onnx-qdq"),
+    ("kl_mlp_student", "w3a3", "qonnx"),
+]
+
+
+@pytest.mark.parametrize(("name", "bits", "fmt"), CASES, ids=lambda v: str(v))
+def test_exports_reproduce_the_quantized_model(tmp_path, digits_inputs, name, bits, fmt):
+    model = prepared(name, bits, digits_inputs)
+    path = tmp_path / f"{name}-{bits}.onnx"
+    report = export_model(model, path, fmt, digits_inputs[1])
+    assert report.passed and path.is_file()
+    assert report.comparison.agreement == 1.0
+    # exact but for rare rounding ties (onnx divides by the scale, qdistill multiplies by
+    # its reciprocal), which flip one code by one step
+    assert report.comparison.mean_abs_diff <= 1e-5
+    assert report.comparison.max_abs_diff <= 1e-3
+    assert set(report.layers.values()) == {bits}
+    saved = json.loads((tmp_path / f"{name}-{bits}.onnx.report.json").read_text())
+    assert saved["comparison"]["samples"] == 48
+    graph = onnx.load(str(path)).graph
+    ops = {n.op_type for n in graph.node}
+    if fmt == "onnx-qdq":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        int_weights = [
+            i
+            for i in graph.initializer
+            if ".weight_q" in i.name
+            and i.data_type != onnx.TensorProto.FLOAT
+            and "scale" not in i.name
+        ]
+        assert int_weights  # weights are stored as integers
+    else:
+        assert ops & {"Quant", "BipolarQuant"}
+        assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1  # FINN: batch 1
+
+
+def test_float_onnx_export_of_plain_and_quantized_models(tmp_path, digits_inputs):
+    model = build_model("small_cnn", (1, 8, 8), 10).eval()
+    report = export_model(model, tmp_path / "f.onnx", "onnx", digits_inputs[1])
+    assert report.comparison.max_abs_diff < 1e-4 and report.layers == {}
+    q = prepared("small_cnn", "w4a4", digits_inputs)
+    report = export_model(q, tmp_path / "fq.onnx", "onnx", digits_inputs[1])
+    with torch.no_grad():  # the float computation: quantizers bypassed
+        assert report.passed and not any(
+            n.op_type == "QuantizeLinear" for n in onnx.load(str(tmp_path / "fq.onnx")).graph.node
+        )
+
+
+def test_onnx_qdq_refuses_widths_it_cannot_hold(tmp_path, digits_inputs):
+    model = prepared("small_cnn", {"*": "w8a8", "features.1.0": "w2a8"}, digits_inputs)
+    with pytest.raises(ExportError, match=r"layer 'features.1.0' has 2-bit weights.*qonnx"):
+        export_model(model, tmp_path / "x.onnx", "onnx-qdq", digits_inputs[1])
+    binary = prepared("kl_mlp_student", "w1a8", digits_inputs)
+    with pytest.raises(ExportError, match="binary weights"):
+        export_model(binary, tmp_path / "b.onnx", "onnx-qdq", digits_inputs[1])
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_bad_requests(tmp_path, digits_inputs):
+    model = build_model("mlp", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="format 'tflite' is unknown"):
+        export_model(model, tmp_path / "x", "tflite", digits_inputs[1])
+    with pytest.raises(ExportError, match="needs a quantized model"):
+        export_model(model, tmp_path / "x", "onnx-qdq", digits_inputs[1])
+
+
+def test_verification_catches_a_corrupted_export(tmp_path, digits_inputs):
+    model = prepared("small_cnn", "w8a8", digits_inputs)
+    path = tmp_path / "m.onnx"
+    export_model(model, path, "onnx-qdq", digits_inputs[1])
+    comparison, passed = verify_file(path, model, digits_inputs[1], "onnx-qdq")
+    assert passed and comparison.mean_abs_diff < 1e-5
+    proto = onnx.load(str(path))
+    target = next(i for i in proto.graph.initializer if i.name.startswith("classifier.weight_q"))
+    codes = numpy_helper.to_array(target).copy()
+    codes[:, : codes.shape[1] // 2] *= -1  # flip the sign of half the classifier's weights
+    target.CopyFrom(numpy_helper.from_array(codes, target.name))
+    onnx.save(proto, str(path))
+    comparison, passed = verify_file(path, model, digits_inputs[1], "onnx-qdq")
+    assert not passed and comparison.mean_abs_diff > 0.1 * comparison.output_scale
+
+
+def test_failed_verification_keeps_the_file_aside(tmp_path, digits_inputs, monkeypatch):
+    import qdistill.export.api as api
+
+    model = prepared("small_cnn", "w8a8", digits_inputs)
+    monkeypatch.setattr(api, "_within_tolerance", lambda comparison, fmt: False)
+    with pytest.raises(ExportError, match=r"does not reproduce.*max \|diff\|"):
+        export_model(model, tmp_path / "m.onnx", "onnx-qdq", digits_inputs[1])
+    assert not (tmp_path / "m.onnx").exists()
+    assert (tmp_path / "m.unverified.onnx").is_file()
+
+
+def test_qonnx_executor_gets_a_runtime_compatible_ir_version():
+    """onnx 1.23 stamps IR 14 on new models; onnxruntime 1.31 refuses it. qonnx's executor
+    builds a model per node, so qdistill lowers the IR version while it runs."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    model.model.ir_version = 10
+    x = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    if onnx.IR_VERSION > 13:  # the trap exists with this onnx/onnxruntime pair
+        with pytest.raises((ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError)):
+            execute_onnx(model, {"x": x})
+    with runtime_ir_for_qonnx():
+        out = execute_onnx(model, {"x": x})["y"]
+    assert out.tolist() == [[0.0, 0.5, 2.0]]
+
+
+def test_untraceable_model_gives_a_clear_error(tmp_path):
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum().item() > 0 else -self.fc(x)
+
+    with pytest.raises(ExportError, match=r"torch\.export could not trace"):
+        export_model(Branchy(), tmp_path / "b.onnx", "onnx", torch.ones(2, 4))
