@@ -205,3 +205,25 @@ def test_run_with_overrides(monkeypatch, capsys, tmp_path, tiny_yaml):
     ]
     code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--set", "seeds")
     assert_user_error(code, err, "key.subkey=value")
+
+
+def test_benchmark_command(monkeypatch, capsys, tmp_path):
+    ckpt = tmp_path / "f.safetensors"
+    run_cli(monkeypatch, capsys, "train", "--model", "dnn_30", "--epochs", "1", "--out", str(ckpt))
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "benchmark",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "b"),
+        "--batch-sizes",
+        "1,8",
+        "--repeats",
+        "3",
+        "--backends",
+        "torch,ort_float",
+    )
+    assert code == 0 and "ort_float" in out and (tmp_path / "b" / "benchmark.md").is_file()
+    code, _, err = run_cli(monkeypatch, capsys, "benchmark", str(ckpt), "--batch-sizes", "1,x")
+    assert_user_error(code, err, "comma-separated integers")

@@ -200,6 +200,47 @@ def export(
     console.print(f"Report: {out}.report.json")
 
 
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{what} {text!r} must be comma-separated integers, e.g. 1,8,64"
+        ) from None
+
+
+@app.command()
+def benchmark(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the report.")] = Path(
+        "runs/benchmark"
+    ),
+    backends: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: torch, torch_compile, ort_float, ort_int8, cuda."),
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = (
+        "1,2,4,8,16,32,64,128,256"
+    ),
+    repeats: Annotated[int, typer.Option(help="Timed runs per batch size.")] = 20,
+    time_limit: Annotated[float, typer.Option(help="Seconds per batch size before stopping.")] = (
+        10.0
+    ),
+) -> None:
+    """Latency, throughput versus batch size and energy estimates on each backend."""
+    from qdistill.experiment.commands import benchmark_checkpoint
+    from qdistill.report.benchmark import benchmark_table
+
+    chosen = tuple(b.strip() for b in backends.split(",")) if backends else None
+    result, path = benchmark_checkpoint(
+        checkpoint, out, chosen, _int_list(batch_sizes, "--batch-sizes"), repeats, time_limit
+    )
+    console.print(benchmark_table(result))
+    for note in result.notes:
+        console.print(note)
+    console.print(f"[bold green]Report:[/] {path}")
+
+
 @app.command()
 def models() -> None:
     """List the registered models."""

@@ -148,3 +148,35 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> Ex
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {samples}")
     return export_model(model, out, fmt, data.test.x[:samples])
+
+
+def benchmark_checkpoint(
+    checkpoint: Path,
+    out_dir: Path,
+    backends: tuple[str, ...] | None,
+    batch_sizes: tuple[int, ...],
+    repeats: int,
+    time_limit_s: float,
+):
+    """Benchmark a checkpoint on each backend and write the report; return (result, path)."""
+    from qdistill.hardware.benchmark import benchmark_model
+    from qdistill.hardware.ops import layer_costs
+    from qdistill.report.benchmark import write_benchmark_report
+
+    model, metadata = load_model(checkpoint)
+    data, _ = _checkpoint_data(metadata, None, {})
+    if repeats < 2 or not batch_sizes or min(batch_sizes) < 1:
+        raise ConfigError("benchmark needs --repeats >= 2 and positive batch sizes")
+    sample = data.test.x[:32]
+    result = benchmark_model(
+        model,
+        data.input_shape,
+        sample,
+        backends=backends,
+        batch_sizes=batch_sizes,
+        repeats=repeats,
+        time_limit_s=time_limit_s,
+    )
+    costs = layer_costs(model, sample[:1])
+    path = write_benchmark_report(result, costs, model_size(model), out_dir, checkpoint.name)
+    return result, path

@@ -64,8 +64,10 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     """Rewrite a float export (see graph.export_float) into a QDQ model, in place."""
     check_qdq_supported(layers)
     editor = GraphEditor(proto)
+    layer_outputs: set[str] = set()
     for layer in layers:
         for node in editor.layer_nodes(layer.name):
+            layer_outputs.add(node.output[0])
             new_nodes = []
             if layer.weight is not None:
                 stem = f"{layer.name}.weight_q"
@@ -103,5 +105,73 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
                 ]
                 node.input[0] = restored
             editor.insert_before(node, new_nodes)
+    _requantize_layer_outputs(editor, layer_outputs)
     editor.remove_unused_initializers()
     return proto
+
+
+# Ops between two quantized layers that commute with the next layer's input
+# quantization: quantizing before or after them gives the same values.
+_MONOTONE = ("MaxPool",)  # commute with any (monotone) quantizer
+_SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose")
+_RELU = ("Relu",)  # commutes when the lowest code means 0 (zero point == q_min)
+
+
+def _single_consumer(editor: GraphEditor, tensor: str):
+    consumers = editor.consumers(tensor)
+    outputs = {o.name for o in editor.graph.output}
+    return consumers[0][0] if len(consumers) == 1 and tensor not in outputs else None
+
+
+def _requantize_layer_outputs(editor: GraphEditor, layer_outputs: set[str]) -> None:
+    """Quantize each quantized layer's output where its value only flows, through ops that
+    commute with quantization, into another quantized layer's input QuantizeLinear.
+
+    The values are unchanged (a QuantizeLinear -> DequantizeLinear pair with the
+    downstream parameters is idempotent and commutes with those ops), but onnxruntime
+    now sees DequantizeLinear -> Conv/Gemm -> QuantizeLinear and runs integer kernels
+    (QLinearConv) end to end.
+    """
+    producers = {n.output[0]: n for n in editor.graph.node}
+    quantizers = [n for n in editor.graph.node if n.op_type == "QuantizeLinear"]
+    for quantizer in quantizers:
+        tensor, path_ops = quantizer.input[0], []
+        node = producers.get(tensor)
+        while node is not None and node.op_type in _MONOTONE + _SHAPE_ONLY + _RELU:
+            if _single_consumer(editor, node.output[0]) is None:
+                break
+            path_ops.append(node)
+            tensor = node.input[0]
+            node = producers.get(tensor)
+        if node is None or node.output[0] not in layer_outputs:
+            continue
+        if not path_ops or _single_consumer(editor, node.output[0]) is None:
+            continue  # a layer feeding its consumer directly needs nothing
+        if any(op.op_type in _RELU for op in path_ops) and not _zero_is_lowest(editor, quantizer):
+            continue
+        scale, zero = quantizer.input[1], quantizer.input[2]
+        quantized, restored = editor.unique("requantized"), editor.unique("requantized_dq")
+        consumer, index = editor.consumers(node.output[0])[0]
+        consumer.input[index] = restored
+        position = list(editor.graph.node).index(consumer)
+        editor.graph.node.insert(
+            position, helper.make_node("DequantizeLinear", [quantized, scale, zero], [restored])
+        )
+        editor.graph.node.insert(
+            position, helper.make_node("QuantizeLinear", [node.output[0], scale, zero], [quantized])
+        )
+
+
+def _zero_is_lowest(editor: GraphEditor, quantizer: onnx.NodeProto) -> bool:
+    zero = editor.initializer(quantizer.input[2])
+    if zero is None:
+        return False
+    value = int(np.asarray(onnx.numpy_helper.to_array(zero)).reshape(-1)[0])
+    low = (
+        0
+        if zero.data_type in (TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT4)
+        else {TensorProto.INT8: -128, TensorProto.INT16: -32768, TensorProto.INT4: -8}[
+            zero.data_type
+        ]
+    )
+    return value == low

@@ -78,7 +78,7 @@ def results_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -101,7 +101,7 @@ def _comparison_sections(
             "",
             "Test accuracy (%), mean ± standard error over seeds.",
             "",
-            _markdown_table(headers, table),
+            markdown_table(headers, table),
         ]
     for grid in alpha_temperature_grids(rows, PRIMARY):
         name = f"grid_{grid.group}_{grid.bits}.png".replace("/", "_")
@@ -121,7 +121,7 @@ def _comparison_sections(
             "",
             f"## Alpha x temperature: {grid.group} ({grid.bits})",
             "",
-            _markdown_table(headers, table),
+            markdown_table(headers, table),
             "",
             f"Best: alpha {best[1]:g}, T {best[2]:g} ({best[0]:.2f}%).",
             "",
@@ -162,7 +162,7 @@ def _comparison_sections(
             "paired by seed and bit width; ± is the standard error of the paired "
             "differences.",
             "",
-            _markdown_table(headers, table),
+            markdown_table(headers, table),
         ]
     return lines
 
@@ -196,7 +196,7 @@ def write_report(
             f"One test sample is {100 / test_size:.2f} accuracy points; differences smaller "
             "than a few samples or than the standard errors below are noise."
         )
-    lines += ["", "## Results", "", _markdown_table(HEADERS, [_columns(r, teacher) for r in rows])]
+    lines += ["", "## Results", "", markdown_table(HEADERS, [_columns(r, teacher) for r in rows])]
     lines += [
         "",
         "Test accuracy is that of the fake-quantized model; *integer model* is the same "
@@ -225,7 +225,7 @@ def write_report(
         for r in records
     ]
     lines.append(
-        _markdown_table(
+        markdown_table(
             [
                 "Run",
                 "Seed",

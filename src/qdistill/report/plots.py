@@ -94,3 +94,33 @@ def plot_grid(grid: Grid, path: Path, metric: str) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_benchmark(result, out_dir: Path) -> list[Path]:
+    """Latency and throughput versus batch size, one line per backend (log-log)."""
+    paths = []
+    for key, label, name in (
+        ("latency_ms", "latency per batch (ms)", "latency_vs_batch"),
+        ("throughput", "throughput (images/s)", "throughput_vs_batch"),
+    ):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for backend in result.backends:
+            if backend.points:
+                ax.plot(
+                    [p.batch for p in backend.points],
+                    [getattr(p, key) for p in backend.points],
+                    marker="o",
+                    label=backend.backend,
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
