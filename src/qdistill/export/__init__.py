@@ -3,6 +3,7 @@ qonnx (Quant nodes of any bit width), each verified by running the written file.
 
 from qdistill.export.api import ExportReport, export_model, verify_file
 from qdistill.export.graph import ExportError
+from qdistill.export.hls4ml_emulation import HLSCheck, check_hls4ml_compatible, hls4ml_emulate
 from qdistill.export.qonnx_format import runtime_ir_for_qonnx
 from qdistill.export.verify import FORMATS, Comparison
 
@@ -11,7 +12,10 @@ __all__ = [
     "Comparison",
     "ExportError",
     "ExportReport",
+    "HLSCheck",
+    "check_hls4ml_compatible",
     "export_model",
+    "hls4ml_emulate",
     "runtime_ir_for_qonnx",
     "verify_file",
 ]

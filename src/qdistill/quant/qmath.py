@@ -27,26 +27,37 @@ def integer_range(bits: int, signed: bool, narrow_range: bool = False) -> tuple[
     return 0, 2**bits - 1
 
 
+def power_of_two(scale: torch.Tensor, up: bool = True) -> torch.Tensor:
+    """``scale`` snapped to a power of two: the next one up (never clips more) or the
+    nearest in the log domain."""
+    exponent = torch.log2(scale.clamp_min(SCALE_EPS))
+    return torch.pow(2.0, torch.ceil(exponent) if up else torch.round(exponent))
+
+
 def qparams_from_range(
     min_val: torch.Tensor,
     max_val: torch.Tensor,
     q_min: int,
     q_max: int,
     symmetric: bool,
+    pow2: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point covering [min_val, max_val] (widened to include 0).
 
     Zero is always exactly representable, so zero padding and ReLU zeros stay exact.
     Symmetric: s = max(|min|, |max|) / q_max, z = 0. Asymmetric: s = (max - min) /
-    (q_max - q_min), z = clip(q_min - round(min / s)).
+    (q_max - q_min), z = clip(q_min - round(min / s)). With ``pow2`` the scale is
+    rounded up to a power of two (fixed-point hardware) before the zero point is set.
     """
     min_val = torch.clamp(min_val, max=0.0)
     max_val = torch.clamp(max_val, min=0.0)
     if symmetric:
         scale = torch.maximum(-min_val, max_val) / q_max
         scale = torch.clamp(scale, min=SCALE_EPS)
+        scale = power_of_two(scale) if pow2 else scale
         return scale, torch.zeros_like(scale, dtype=torch.int32)
     scale = torch.clamp((max_val - min_val) / (q_max - q_min), min=SCALE_EPS)
+    scale = power_of_two(scale) if pow2 else scale
     zero_point = torch.clamp(q_min - torch.round(min_val / scale), q_min, q_max)
     return scale, zero_point.to(torch.int32)
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.quant.kernels import binary_fake_quantize, fake_quantize
-from qdistill.quant.qmath import SCALE_EPS, qparams_from_range
+from qdistill.quant.qmath import SCALE_EPS, power_of_two, qparams_from_range
 from qdistill.quant.spec import QuantizerSpec
 
 Role = Literal["weight", "act"]
@@ -135,24 +135,29 @@ class FakeQuantizer(nn.Module):
         Binary weights use the L2-optimal scale mean(|w|) per channel.
         """
         flat = _channels_first(weight.detach(), self.axis)
+        pow2 = self.spec.power_of_two
         if self.binary:
-            return flat.abs().mean(1).clamp_min(SCALE_EPS), self._zeros
+            scale = flat.abs().mean(1).clamp_min(SCALE_EPS)
+            return (power_of_two(scale, up=False) if pow2 else scale), self._zeros
         if use_mse is None:
             use_mse = self.spec.range == "mse"
         if self.spec.symmetric:
             # abs().amax() measured 8x faster than aminmax(dim=...) on the CPU.
             amax = flat.abs().amax(1)
             if use_mse and not isinstance(weight, nn.Parameter):
-                return self._mse_scale(flat, amax), self._zeros
+                scale = self._mse_scale(flat, amax)
+                return (power_of_two(scale, up=False) if pow2 else scale), self._zeros
             if use_mse:
                 # The search is costly: reuse it until the parameter changes in place.
                 key = (weight.data_ptr(), weight._version)
                 if self._mse_cache is None or self._mse_cache[0] != key:
-                    self._mse_cache = (key, self._mse_scale(flat, amax))
+                    scale = self._mse_scale(flat, amax)
+                    self._mse_cache = (key, power_of_two(scale, up=False) if pow2 else scale)
                 return self._mse_cache[1], self._zeros
-            return (amax / self.q_max).clamp_min(SCALE_EPS), self._zeros
+            scale = (amax / self.q_max).clamp_min(SCALE_EPS)
+            return (power_of_two(scale) if pow2 else scale), self._zeros
         return qparams_from_range(
-            flat.amin(1), flat.amax(1), self.q_min, self.q_max, symmetric=False
+            flat.amin(1), flat.amax(1), self.q_min, self.q_max, symmetric=False, pow2=pow2
         )
 
     def _mse_scale(self, flat: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
@@ -194,9 +199,15 @@ class FakeQuantizer(nn.Module):
             self.running_max.lerp_(hi, weight)
         if self.binary:
             scale, zero_point = self.running_max.clamp_min(SCALE_EPS), self._zeros
+            scale = power_of_two(scale, up=False) if self.spec.power_of_two else scale
         else:
             scale, zero_point = qparams_from_range(
-                self.running_min, self.running_max, self.q_min, self.q_max, self.spec.symmetric
+                self.running_min,
+                self.running_max,
+                self.q_min,
+                self.q_max,
+                self.spec.symmetric,
+                self.spec.power_of_two,
             )
         self.scale.copy_(scale)
         self.zero_point.copy_(zero_point)
@@ -240,7 +251,7 @@ class FakeQuantizer(nn.Module):
         else:
             if not self._initialized:
                 raise RuntimeError("quantizer has no range yet: calibrate or train the model first")
-            scale = self.scale.detach().abs().clamp_min(SCALE_EPS)
+            scale = self._learned_scale().detach() if self.learned else self.scale.detach()
             zero_point = self.zero_point
         return QParams(scale, zero_point, self.q_min, self.q_max, self.axis, self.binary)
 
@@ -273,8 +284,15 @@ class FakeQuantizer(nn.Module):
             x, scale, zero_point, self.q_min, self.q_max, self.axis, covers_range=covers
         )
 
-    def _learned_fake_quant(self, x: torch.Tensor) -> torch.Tensor:
+    def _learned_scale(self) -> torch.Tensor:
+        """|s|, snapped to the nearest power of two (straight-through) when asked."""
         scale = self.scale.abs().clamp_min(SCALE_EPS)
+        if self.spec.power_of_two:
+            scale = scale + (power_of_two(scale.detach(), up=False) - scale).detach()
+        return scale
+
+    def _learned_fake_quant(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self._learned_scale()
         self.last_scale = scale.detach()
         if self.binary:
             return binary_fake_quantize(x, scale, self.axis)

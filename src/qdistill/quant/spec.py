@@ -47,6 +47,8 @@ class QuantizerSpec:
     range: RangeMethod = "minmax"
     momentum: float = 0.9  # EMA factor for running ranges: new = m * old + (1 - m) * batch
     percentile: float = 99.99
+    # Scales restricted to powers of two, as fixed-point FPGA flows (hls4ml, FINN) need.
+    power_of_two: bool = False
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
