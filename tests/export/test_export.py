@@ -166,3 +166,44 @@ def test_untraceable_model_gives_a_clear_error(tmp_path):
 
     with pytest.raises(ExportError, match=r"torch\.export could not trace"):
         export_model(Branchy(), tmp_path / "b.onnx", "onnx", torch.ones(2, 4))
+
+
+@pytest.mark.parametrize(("bits", "fmt"), [("w8a8", "onnx-qdq"), ("w4a4", "qonnx")])
+def test_super_resolution_exports_compare_by_psnr(tmp_path, bits, fmt):
+    torch.manual_seed(0)
+    lr = torch.rand(8, 1, 12, 12)
+    model = quantize(build_model("espcn", (1, 12, 12), 1, scale=2), bits)
+    calibrate(model, [lr])
+    report = export_model(model.eval(), tmp_path / "sr.onnx", fmt, lr)
+    assert report.passed and report.comparison.agreement is None
+    assert report.comparison.psnr_db > 60
+    assert {n.op_type for n in onnx.load(str(tmp_path / "sr.onnx")).graph.node} >= {"DepthToSpace"}
+
+
+def test_agreement_ignores_near_ties():
+    from qdistill.export.verify import compare_outputs
+
+    reference = np.array([[1.0, 1.000001, 0.0], [3.0, 0.0, 0.0]], np.float32)
+    exported = reference + np.array([[4e-6, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    assert exported[0].argmax() != reference[0].argmax()  # the near-tie did flip
+    assert compare_outputs(reference, exported).agreement == 1.0  # the tie is not decisive
+    flipped = np.array([[1.0, 1.0, 0.0], [0.0, 3.0, 0.0]], np.float32)
+    assert compare_outputs(reference, flipped).agreement == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_torchvision_models_export_to_qdq(tmp_path, name):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, name)(weights=None, num_classes=10)
+    x = torch.rand(8, 3, 64, 64)
+    with torch.no_grad():  # realistic BatchNorm statistics: random init is degenerate
+        for _ in range(10):
+            net.train()(x)
+    net.eval()
+    model = quantize(net, "w8a8")
+    calibrate(model, [x])
+    report = export_model(model.eval(), tmp_path / f"{name}.onnx", "onnx-qdq", x)
+    assert report.passed and report.comparison.agreement == 1.0

@@ -2,10 +2,13 @@ import pytest
 import torch
 
 from qdistill.errors import ConfigError, UnknownNameError
-from qdistill.models import MODELS, build_model
+from qdistill.models import MODELS, build_model, model_task
+
+CLASSIFIERS = [n for n in MODELS.names() if model_task(n) == "classification"]
+SUPER_RESOLUTION = [n for n in MODELS.names() if model_task(n) == "super_resolution"]
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 @pytest.mark.parametrize("input_shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)], ids=str)
 def test_every_model_builds_and_trains_a_step(name, input_shape):
     model = build_model(name, input_shape, 10)
@@ -14,6 +17,20 @@ def test_every_model_builds_and_trains_a_step(name, input_shape):
     assert out.shape == (4, 10)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", SUPER_RESOLUTION)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_super_resolution_models_upscale_and_train(name, scale, channels):
+    model = build_model(name, (channels, 12, 10), channels, scale=scale)
+    out = model(torch.rand(2, channels, 12, 10))
+    assert out.shape == (2, channels, 12 * scale, 10 * scale)
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert {"feature_extraction", "body", "upsampling"} <= {n for n, _ in model.named_children()}
+    with pytest.raises(ConfigError, match="scale must be 2, 3 or 4"):
+        build_model(name, (channels, 8, 8), channels, scale=5)
 
 
 def test_research_sizes():

@@ -1,7 +1,7 @@
 """Model zoo: every model is registered under the name YAML files and the CLI use."""
 
-from qdistill.models import cnn, mlp  # noqa: F401  (register the models)
+from qdistill.models import cnn, mlp, sr  # noqa: F401  (register the models)
 from qdistill.models.checkpoint import load_model, save_model
-from qdistill.models.registry import MODELS, build_model
+from qdistill.models.registry import MODELS, build_model, model_task
 
-__all__ = ["MODELS", "build_model", "load_model", "save_model"]
+__all__ = ["MODELS", "build_model", "load_model", "model_task", "save_model"]

@@ -21,3 +21,8 @@ def build_model(
     """Build the registered model ``name``; unknown options name the accepted ones."""
     fixed = {"input_shape": tuple(input_shape), "num_outputs": num_outputs}
     return MODELS.build(name, fixed, options)
+
+
+def model_task(name: str) -> str:
+    """``classification`` or ``super_resolution`` (a factory's ``task`` attribute)."""
+    return getattr(MODELS.get(name), "task", "classification")
