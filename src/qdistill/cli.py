@@ -64,7 +64,9 @@ def _run_and_report(
     config = load_experiment(experiment_path, overrides or ())
     out_dir = out or Path("runs") / config.name
     outcome = run_experiment(config, out_dir, force=force)
-    report = write_report(out_dir, outcome.records, config.name)
+    report = write_report(
+        out_dir, outcome.records, config.name, outcome.exports, outcome.benchmarks
+    )
     console.print(results_table(outcome.records))
     console.print(
         f"{outcome.executed} run(s) executed, {outcome.skipped} reused from earlier. "

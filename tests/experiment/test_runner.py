@@ -136,3 +136,36 @@ def test_report_only_settings_follow_the_current_file(tmp_path, tiny_config):
     outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
     assert outcome.executed == 0  # compare_to changes no result, so nothing re-runs
     assert {r["name"]: r["compare_to"] for r in outcome.records}["b"] == "a"
+
+
+def test_experiment_exports_and_benchmarks_selected_runs(tmp_path, tiny_config):
+    tiny_config["students"] = [
+        {"name": "ptq", "method": "ptq", "bits": ["w8a8", "w2a2"], "calibration_batches": 1},
+    ]
+    tiny_config["export"] = {"formats": ["onnx-qdq", "qonnx"], "samples": 16}
+    tiny_config["benchmark"] = {
+        "runs": ["ptq-w8a8"],
+        "batch_sizes": [1, 8],
+        "repeats": 2,
+        "backends": ["torch", "ort_int8"],
+    }
+    config = parse_experiment(tiny_config)
+    outcome = run_experiment(config, tmp_path)
+    by_key = {(e["run"], e["format"]): e for e in outcome.exports}
+    assert set(by_key) == {(r, f) for r in ("ptq-w8a8", "ptq-w2a2") for f in ("onnx-qdq", "qonnx")}
+    assert by_key[("ptq-w8a8", "onnx-qdq")]["passed"]
+    assert by_key[("ptq-w2a2", "qonnx")]["passed"]
+    refused = by_key[("ptq-w2a2", "onnx-qdq")]
+    assert not refused["passed"] and "2-bit weights" in refused["error"]
+    (bench,) = outcome.benchmarks
+    assert bench["run"] == "ptq-w8a8" and [b["backend"] for b in bench["backends"]] == [
+        "torch",
+        "ort_int8",
+    ]
+    text = write_report(
+        tmp_path, outcome.records, exports=outcome.exports, benchmarks=outcome.benchmarks
+    ).read_text()
+    assert "## Exports" in text and "## Deployment benchmark" in text
+    again = run_experiment(config, tmp_path)  # nothing changed: results are reused
+    assert all(e.get("reused") for e in again.exports if e["passed"])
+    assert again.benchmarks[0]["run_id"] == bench["run_id"]

@@ -23,6 +23,7 @@ from qdistill.distill import (
     qkd,
 )
 from qdistill.errors import CheckpointError, ConfigError
+from qdistill.experiment.deploy import benchmark_runs, export_runs
 from qdistill.experiment.planner import Run, config_hash, plan_runs
 from qdistill.experiment.results import ResultsStore
 from qdistill.experiment.schema import ExperimentConfig, ModelConfig
@@ -320,6 +321,8 @@ class ExperimentOutcome:
     executed: int
     skipped: int
     out_dir: Path
+    exports: list[dict[str, Any]] = field(default_factory=list)
+    benchmarks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_experiment(
@@ -360,4 +363,11 @@ def run_experiment(
     for record in records:  # report-only settings follow the current file, not the old run
         student = by_id[record["run_id"]].student
         record["compare_to"] = student.compare_to if student else None
-    return ExperimentOutcome(records, executed, skipped, out_dir)
+    outcome = ExperimentOutcome(records, executed, skipped, out_dir)
+    if config.export is not None:
+        console.print("[bold]exports[/]")
+        outcome.exports = export_runs(config.export, records, data, out_dir)
+    if config.benchmark is not None:
+        console.print("[bold]benchmarks[/]")
+        outcome.benchmarks = benchmark_runs(config.benchmark, records, data, out_dir)
+    return outcome

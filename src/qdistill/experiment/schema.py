@@ -149,6 +149,26 @@ class StudentConfig(_Strict):
         return list(self.bits) if isinstance(self.bits, list) else [self.bits]
 
 
+class ExportConfig(_Strict):
+    """Export runs (by run or student name; empty = every quantized run) after training."""
+
+    runs: list[str] = Field(default_factory=list)
+    formats: list[Literal["onnx", "onnx-qdq", "qonnx"]] = Field(
+        default_factory=lambda: ["onnx-qdq"], min_length=1
+    )
+    samples: int = Field(64, ge=1)
+
+
+class BenchmarkConfig(_Strict):
+    """Measure selected runs (by run or student name) on deployment backends."""
+
+    runs: list[str] = Field(min_length=1)
+    backends: list[Literal["torch", "torch_compile", "ort_float", "ort_int8", "cuda"]] | None = None
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8, 64, 256], min_length=1)
+    repeats: int = Field(10, ge=2)
+    time_limit_s: float = Field(10.0, gt=0)
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -158,6 +178,8 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     teacher: TeacherConfig
     students: list[StudentConfig] = Field(default_factory=list)
+    export: ExportConfig | None = None
+    benchmark: BenchmarkConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:

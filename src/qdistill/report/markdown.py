@@ -167,8 +167,89 @@ def _comparison_sections(
     return lines
 
 
+def _deployment_sections(
+    exports: list[dict[str, Any]], benchmarks: list[dict[str, Any]]
+) -> list[str]:
+    lines: list[str] = []
+    if exports:
+        rows = []
+        for e in exports:
+            c = e.get("comparison") or {}
+            match = (
+                f"agreement {100 * c['agreement']:.2f}%"
+                if c.get("agreement") is not None
+                else f"PSNR {c['psnr_db']:.1f} dB"
+                if c.get("psnr_db") is not None
+                else ""
+            )
+            rows.append(
+                [
+                    e["run"],
+                    e["format"],
+                    e.get("file", ""),
+                    f"{e['file_bytes'] / 1024:.1f}" if "file_bytes" in e else "",
+                    f"{c['max_abs_diff']:.3g}" if c else "",
+                    match,
+                    "yes" if e.get("passed") else f"no: {e.get('error', '')}",
+                ]
+            )
+        lines += [
+            "",
+            "## Exports",
+            "",
+            "Each file was executed (onnxruntime; qonnx's executor for QONNX) on test "
+            "inputs and compared with the PyTorch model before it was written.",
+            "",
+            markdown_table(
+                ["Run", "Format", "File", "KiB", "Max abs diff", "Match", "Verified"], rows
+            ),
+        ]
+    if benchmarks:
+        rows = []
+        for b in benchmarks:
+            for backend in b["backends"]:
+                rows.append(
+                    [
+                        b["run"],
+                        backend["backend"],
+                        f"{backend['latency_b1_ms']:.3f}" if backend.get("latency_b1_ms") else "",
+                        f"{backend['best_throughput']:,.0f}"
+                        if backend.get("best_throughput")
+                        else "",
+                        str(backend.get("best_batch") or ""),
+                        f"{backend['energy_mj']:.3g}" if backend.get("energy_mj") else "",
+                        backend.get("unavailable") or "",
+                    ]
+                )
+        lines += [
+            "",
+            "## Deployment benchmark",
+            "",
+            markdown_table(
+                [
+                    "Run",
+                    "Backend",
+                    "Latency b=1 (ms)",
+                    "Best img/s",
+                    "at batch",
+                    "Energy (mJ/img, est.)",
+                    "Note",
+                ],
+                rows,
+            ),
+            "",
+            *benchmarks[0].get("notes", []),
+            "Per-run details and plots: `benchmarks/<run>/benchmark.md`.",
+        ]
+    return lines
+
+
 def write_report(
-    out_dir: str | Path, records: list[dict[str, Any]], title: str | None = None
+    out_dir: str | Path,
+    records: list[dict[str, Any]],
+    title: str | None = None,
+    exports: list[dict[str, Any]] | None = None,
+    benchmarks: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``report.md`` (and its plots) into ``out_dir``; return the report's path."""
     out_dir = Path(out_dir)
@@ -209,6 +290,7 @@ def write_report(
     if plot is not None:
         lines += ["", "## Accuracy versus bit width", "", f"![accuracy vs bits]({plot.name})"]
     lines += _comparison_sections(rows, records, out_dir)
+    lines += _deployment_sections(exports or [], benchmarks or [])
     lines += ["", "## Runs", ""]
     run_rows = [
         [
