@@ -16,7 +16,7 @@ from torch import nn
 from qdistill.errors import ConfigError
 from qdistill.export.graph import ExportError, export_float, float_shadow
 from qdistill.export.layers import export_layers
-from qdistill.export.qdq import to_qdq
+from qdistill.export.qdq import check_qdq_supported, to_qdq
 from qdistill.export.qonnx_format import to_qonnx
 from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
 from qdistill.export.verify import within_tolerance as _within_tolerance
@@ -78,6 +78,8 @@ def export_model(
     model = model.eval()
     shadow = float_shadow(model)
     layers = export_layers(model) if quantized else []
+    if fmt == "onnx-qdq":
+        check_qdq_supported(layers)  # refuse before the (slow) trace
     proto = export_float(shadow, sample_inputs[:1].cpu())
     if fmt == "onnx-qdq":
         proto = to_qdq(proto, layers)
