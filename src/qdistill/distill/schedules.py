@@ -81,32 +81,25 @@ def qkd(
     make_batches = batches if callable(batches) else (lambda _train: batches)
     for name, train in phases.named():
         label = f"{desc} {name.replace('_', '-')}"
-        batches = make_batches(train)
+        phase_batches = make_batches(train)
         if name == "self_study":
             results[name] = fit(
-                student, batches, train, evaluate=evaluate, desc=label, **fit_options
-            )
-        elif name == "co_study":
-            tutor = copy.deepcopy(teacher)
-            results[name] = distill(
-                student,
-                tutor,
-                batches,
-                train,
-                config,
-                mode="co_study",
-                evaluate=evaluate,
-                desc=label,
-                **fit_options,
+                student, phase_batches, train, evaluate=evaluate, desc=label, **fit_options
             )
         else:
-            cache = cache_factory(tutor) if cache_factory and not config.features else None
+            co_study = name == "co_study"
+            if co_study:
+                tutor = copy.deepcopy(teacher)  # the caller's teacher is never changed
+            cache = None
+            if not co_study and cache_factory is not None and not config.features:
+                cache = cache_factory(tutor)
             results[name] = distill(
                 student,
                 tutor,
-                batches,
+                phase_batches,
                 train,
                 config,
+                mode="co_study" if co_study else "offline",
                 cache=cache,
                 evaluate=evaluate,
                 desc=label,
