@@ -1,8 +1,8 @@
 """Expand an experiment into runs: one per (student, bits, alpha, T, seed) plus the teacher.
 
 Each run's id is a hash of everything that determines its result (data, teacher,
-student recipe, bits, seed), so re-running the same file finds finished runs and a
-changed recipe gets a new id.
+student recipe, bits, seed, qdistill version), so re-running the same file finds
+finished runs and a changed recipe or a new release gets a new id.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from qdistill import __version__
 from qdistill.distill.config import DistillConfig
 from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig
 from qdistill.quant import QuantPlan
@@ -57,6 +58,8 @@ def plan_runs(config: ExperimentConfig) -> list[Run]:
     shared = {
         "data": config.data.model_dump(mode="json"),
         "teacher": config.teacher.model_dump(mode="json"),
+        # a new release may compute differently: its runs are new runs
+        "qdistill": __version__,
     }
     runs = []
     for seed in config.seeds:

@@ -144,6 +144,7 @@ def float_model(
         "model": model_cfg.model_dump(mode="json"),
         "train": train.model_dump(mode="json"),
         "seed": seed,
+        "qdistill": ctx.versions.get("qdistill"),
     }
     path = ctx.cache_dir / f"float-{model_cfg.name}-{config_hash(recipe)}.safetensors"
     if path.is_file():
