@@ -227,3 +227,13 @@ def test_benchmark_command(monkeypatch, capsys, tmp_path):
     assert code == 0 and "ort_float" in out and (tmp_path / "b" / "benchmark.md").is_file()
     code, _, err = run_cli(monkeypatch, capsys, "benchmark", str(ckpt), "--batch-sizes", "1,x")
     assert_user_error(code, err, "comma-separated integers")
+
+
+def test_demo_command_runs_the_shipped_demo(monkeypatch, capsys, tmp_path, tiny_yaml):
+    import qdistill.experiment.shipped as shipped
+
+    asked = []
+    monkeypatch.setattr(shipped, "shipped_config", lambda name: asked.append(name) or tiny_yaml)
+    code, out, _ = run_cli(monkeypatch, capsys, "demo", "--out", str(tmp_path / "demo"))
+    assert code == 0 and asked == ["demo-digits"]
+    assert "Report:" in out and (tmp_path / "demo" / "report.md").is_file()
