@@ -127,7 +127,10 @@ def train(
     )
     dataset = build_dataset(data, **data_options)
     metrics = train_float(dataset, data_options, model, model_options, config, seed, out)
-    console.print(f"test acc {metrics['test_acc']:.2f}%  val acc {metrics['val_acc']:.2f}%")
+    shown = ("test_acc", "val_acc", "test_psnr_y", "test_ssim_y", "bicubic_test_psnr_y")
+    console.print(
+        "  ".join(f"{k.replace('_', ' ')} {metrics[k]:.4g}" for k in shown if k in metrics)
+    )
     console.print(f"[bold green]Checkpoint:[/] {out}")
 
 
@@ -161,9 +164,10 @@ def quantize(
         seed,
         out,
     )
+    headline = summary["headline"]
     console.print(
-        f"float test acc {summary['float_test_acc']:.2f}% -> {method} {bits} "
-        f"{summary['test_acc']:.2f}% (integer model {summary['test_acc_integer']:.2f}%), "
+        f"float {headline} {summary['float']:.2f} -> {method} {bits} {summary[headline]:.2f} "
+        f"(integer model {summary[headline + '_integer']:.2f}), "
         f"size {summary['float_bytes'] / 1024:.1f} -> {summary['size_bytes'] / 1024:.1f} KiB"
     )
     console.print(f"[bold green]Checkpoint:[/] {out}")

@@ -28,9 +28,23 @@ def test_super_resolution_models_upscale_and_train(name, scale, channels):
     assert out.shape == (2, channels, 12 * scale, 10 * scale)
     out.mean().backward()
     assert all(p.grad is not None for p in model.parameters())
-    assert {"feature_extraction", "body", "upsampling"} <= {n for n, _ in model.named_children()}
+    children = {n for n, _ in model.named_children()}
+    assert {"feature_extraction", "upsampling"} <= set(model.stages) <= children
+    assert set(model.stages) <= {"feature_extraction", "body", "upsampling", "reconstruction"}
     with pytest.raises(ConfigError, match="scale must be 2, 3 or 4"):
         build_model(name, (channels, 8, 8), channels, scale=5)
+
+
+def test_espcn_layers_follow_the_research():
+    model = build_model("espcn", (3, 8, 8), 3, scale=2)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.out_channels) for c in convs] == [(5, 64), (3, 32), (3, 12)]
+    mini = build_model("mini_espcn", (3, 8, 8), 3, scale=2)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in mini.modules()) == len(convs) - 1
+    faster = build_model("faster_espcn", (1, 8, 8), 1, scale=3)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in faster.modules())
+    finn = build_model("espcn_finn", (3, 8, 8), 3, scale=2)
+    assert not any(isinstance(m, torch.nn.PixelShuffle) for m in finn.modules())
 
 
 def test_research_sizes():

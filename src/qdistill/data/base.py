@@ -42,6 +42,14 @@ class ClassificationData:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
+    def sample_inputs(self, count: int) -> torch.Tensor:
+        """The first ``count`` test inputs (for exports and benchmarks)."""
+        return self.test.x[:count]
+
     def split(self, name: str) -> ArraySplit:
         if name not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, not {name!r}")

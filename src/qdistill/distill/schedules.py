@@ -18,6 +18,7 @@ from qdistill.distill.cache import TeacherOutputCache
 from qdistill.distill.config import DistillConfig, QKDPhases
 from qdistill.distill.distiller import Distiller, Mode
 from qdistill.train import TrainConfig, TrainResult, fit
+from qdistill.train.loop import LossFn, classification_loss
 
 Evaluate = Callable[[nn.Module], dict[str, float]]
 
@@ -66,6 +67,7 @@ def qkd(
     *,
     evaluate: Evaluate | None = None,
     cache_factory: Callable[[nn.Module], TeacherOutputCache | None] | None = None,
+    task_loss: LossFn = classification_loss,
     desc: str = "qkd",
     **fit_options: Any,
 ) -> dict[str, TrainResult]:
@@ -75,6 +77,7 @@ def qkd(
     ``batches`` is an iterable of batches, or a function giving the batches for a
     phase's TrainConfig (so each phase can use its own batch size).
     ``cache_factory(teacher)`` may supply an output cache for tutoring's frozen teacher.
+    ``task_loss`` is self-study's loss (cross-entropy; a pixel loss for image outputs).
     """
     results: dict[str, TrainResult] = {}
     tutor = teacher
@@ -84,7 +87,13 @@ def qkd(
         phase_batches = make_batches(train)
         if name == "self_study":
             results[name] = fit(
-                student, phase_batches, train, evaluate=evaluate, desc=label, **fit_options
+                student,
+                phase_batches,
+                train,
+                loss_fn=task_loss,
+                evaluate=evaluate,
+                desc=label,
+                **fit_options,
             )
         else:
             co_study = name == "co_study"

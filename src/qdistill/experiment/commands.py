@@ -8,14 +8,10 @@ from typing import Any
 
 import torch
 
-from qdistill.data import ClassificationData, build_dataset
+from qdistill.data import build_dataset
 from qdistill.errors import CheckpointError, ConfigError
-from qdistill.experiment.steps import (
-    evaluate_splits,
-    integer_test_accuracy,
-    quantize_calibrated,
-    train_with_validation,
-)
+from qdistill.experiment.steps import quantize_calibrated, train_with_validation
+from qdistill.experiment.tasks import make_task
 from qdistill.export import ExportReport, export_model
 from qdistill.hardware import model_size
 from qdistill.models import build_model, load_model, save_model
@@ -27,7 +23,7 @@ _CPU = torch.device("cpu")
 
 
 def train_float(
-    data: ClassificationData,
+    data: Any,
     data_options: dict[str, Any],
     model_name: str,
     model_options: dict[str, Any],
@@ -37,16 +33,17 @@ def train_float(
 ) -> dict[str, float]:
     """Train a float model, save it to ``out`` with its recipe; return its metrics."""
     seed_everything(seed)
-    model = build_model(model_name, data.input_shape, data.num_classes, **model_options)
-    summary = train_with_validation(model, data, train, seed, _CPU, model_name)
-    metrics = evaluate_splits(model, data, _CPU)
+    task = make_task(data, _CPU)
+    model = build_model(model_name, data.input_shape, data.num_outputs, **model_options)
+    summary = train_with_validation(model, task, train, seed, model_name)
+    metrics = task.evaluate(model)
     save_model(
         out,
         model,
         model_name=model_name,
         model_options=model_options,
         input_shape=data.input_shape,
-        num_outputs=data.num_classes,
+        num_outputs=data.num_outputs,
         extra={
             "data": {"name": data.name, "options": data_options},
             "seed": seed,
@@ -61,7 +58,7 @@ def train_float(
 
 def _checkpoint_data(
     metadata: dict[str, Any], name: str | None, options: dict[str, Any]
-) -> tuple[ClassificationData, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any]]:
     recorded = metadata.get("data") or {}
     name = name or recorded.get("name")
     if name is None:
@@ -86,21 +83,27 @@ def quantize_checkpoint(
     if is_quantized(float_model):
         raise CheckpointError(f"{checkpoint} is already quantized; start from the float model")
     data, data_record = _checkpoint_data(metadata, None, {})
+    task = make_task(data, _CPU)
     seed_everything(seed)
     model, _ = quantize_calibrated(
-        copy.deepcopy(float_model), bits, data, calibration_batches, _CPU, fold_bn
+        copy.deepcopy(float_model),
+        bits,
+        task.calibration_batches(),
+        calibration_batches,
+        _CPU,
+        fold_bn,
     )
     if method == "qat":
-        train_with_validation(model, data, train, seed, _CPU, f"qat {bits}")
-    metrics = evaluate_splits(model, data, _CPU)
-    metrics["test_acc_integer"] = integer_test_accuracy(model, data, _CPU)
+        train_with_validation(model, task, train, seed, f"qat {bits}")
+    metrics = task.evaluate(model)
+    metrics.update(task.integer_metrics(model))
     save_model(
         out,
         model,
         model_name=metadata["model"],
         model_options=metadata.get("model_options", {}),
         input_shape=data.input_shape,
-        num_outputs=data.num_classes,
+        num_outputs=data.num_outputs,
         fold_bn=fold_bn,
         extra={
             "data": data_record,
@@ -114,7 +117,8 @@ def quantize_checkpoint(
     )
     return {
         **metrics,
-        "float_test_acc": evaluate_splits(float_model, data, _CPU, splits=("test",))["test_acc"],
+        "headline": task.headline,
+        "float": task.evaluate(float_model)[task.headline],
         "float_bytes": model_size(float_model).total_bytes,
         "size_bytes": model_size(model).total_bytes,
     }
@@ -131,10 +135,11 @@ def evaluate_checkpoint(
             f"{checkpoint} expects inputs {tuple(metadata['input_shape'])} but dataset "
             f"{data.name!r} gives {data.input_shape}"
         )
+    task = make_task(data, _CPU)
     result: dict[str, Any] = {"model": metadata["model"], "dataset": data.name}
-    result.update(evaluate_splits(model, data, _CPU))
+    result.update(task.evaluate(model))
     if is_quantized(model):
-        result["test_acc_integer"] = integer_test_accuracy(model, data, _CPU)
+        result.update(task.integer_metrics(model))
     size = model_size(model)
     result["size_bytes"] = size.total_bytes
     result["float32_bytes"] = size.float32_bytes
@@ -147,7 +152,7 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> Ex
     data, _ = _checkpoint_data(metadata, None, {})
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {samples}")
-    return export_model(model, out, fmt, data.test.x[:samples])
+    return export_model(model, out, fmt, data.sample_inputs(samples))
 
 
 def benchmark_checkpoint(
@@ -167,10 +172,10 @@ def benchmark_checkpoint(
     data, _ = _checkpoint_data(metadata, None, {})
     if repeats < 2 or not batch_sizes or min(batch_sizes) < 1:
         raise ConfigError("benchmark needs --repeats >= 2 and positive batch sizes")
-    sample = data.test.x[:32]
+    sample = data.sample_inputs(32)
     result = benchmark_model(
         model,
-        data.input_shape,
+        tuple(sample.shape[1:]),
         sample,
         backends=backends,
         batch_sizes=batch_sizes,

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from qdistill.console import console
-from qdistill.data import ClassificationData
 from qdistill.errors import QdistillError
 from qdistill.experiment.schema import BenchmarkConfig, ExportConfig
+from qdistill.experiment.tasks import Task
 from qdistill.export import export_model
 from qdistill.models import load_model
 
@@ -33,7 +33,7 @@ def _selected(records: list[dict[str, Any]], names: list[str], quantized_only: b
 
 
 def export_runs(
-    config: ExportConfig, records: list[dict[str, Any]], data: ClassificationData, out_dir: Path
+    config: ExportConfig, records: list[dict[str, Any]], task: Task, out_dir: Path
 ) -> list[dict[str, Any]]:
     rows = []
     for record in _selected(records, config.runs, quantized_only=True):
@@ -53,7 +53,7 @@ def export_runs(
                     rows.append({**row, **saved, "reused": True})
                     continue
             try:
-                report = export_model(model, path, fmt, data.test.x[: config.samples])
+                report = export_model(model, path, fmt, task.sample_inputs(config.samples))
                 saved = {**report.to_dict(), "run_id": record["run_id"]}
                 report_path.write_text(json.dumps(saved, indent=2))
                 rows.append({**row, **saved})
@@ -65,7 +65,7 @@ def export_runs(
 
 
 def benchmark_runs(
-    config: BenchmarkConfig, records: list[dict[str, Any]], data: ClassificationData, out_dir: Path
+    config: BenchmarkConfig, records: list[dict[str, Any]], task: Task, out_dir: Path
 ) -> list[dict[str, Any]]:
     from qdistill.hardware.benchmark import benchmark_model
     from qdistill.hardware.ops import layer_costs
@@ -83,10 +83,10 @@ def benchmark_runs(
                 continue
         model, _ = load_model(out_dir / record["checkpoint"])
         console.print(f"  benchmark {record['name']} ...")
-        sample = data.test.x[:32]
+        sample = task.sample_inputs(32)
         result = benchmark_model(
             model,
-            data.input_shape,
+            tuple(sample.shape[1:]),
             sample,
             backends=tuple(config.backends) if config.backends else None,
             batch_sizes=tuple(config.batch_sizes),

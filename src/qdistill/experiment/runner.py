@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from qdistill.console import console
-from qdistill.data import Augmentation, Batches, ClassificationData, build_dataset
+from qdistill.data import Augmentation, build_dataset
 from qdistill.distill import (
     DistillConfig,
     TeacherOutputCache,
@@ -28,16 +28,13 @@ from qdistill.experiment.planner import Run, config_hash, plan_runs
 from qdistill.experiment.results import ResultsStore
 from qdistill.experiment.schema import ExperimentConfig, ModelConfig
 from qdistill.experiment.steps import (
-    evaluate_splits,
-    integer_test_accuracy,
     quantize_calibrated,
     train_with_validation,
-    training_batches,
     training_summary,
-    validator,
 )
+from qdistill.experiment.tasks import Task, make_task, save_reference_crops
 from qdistill.hardware import count_parameters, model_size
-from qdistill.models import build_model, load_model, save_model
+from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.quant import QuantPlan
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.train import TrainConfig
@@ -57,9 +54,16 @@ class RunContext:
 
     config: ExperimentConfig
     out_dir: Path
-    data: ClassificationData
-    device: torch.device
+    task: Task
     versions: dict[str, Any] = field(default_factory=collect_versions)
+
+    @property
+    def data(self):
+        return self.task.data
+
+    @property
+    def device(self) -> torch.device:
+        return self.task.device
 
     @property
     def cache_dir(self) -> Path:
@@ -69,22 +73,32 @@ class RunContext:
     def augment(self) -> Augmentation:
         return Augmentation(**self.config.data.augment.model_dump())
 
-    def batches(self, train: TrainConfig, seed: int) -> Batches:
-        return training_batches(self.data, train.batch_size, seed, self.augment)
+    def batches(self, train: TrainConfig, seed: int):
+        return self.task.training_batches(train.batch_size, seed, self.augment)
 
-    def validate(self):
-        return validator(self.data, self.device, self.config.eval_batch_size)
+    def _sample_hooks(self, desc: str) -> dict[str, list] | None:
+        """With evaluation.sample_images, write each epoch's SR output of a test crop."""
+        if not (self.config.evaluation.sample_images and self.task.kind == "super_resolution"):
+            return None
+        folder = self.out_dir / "samples" / desc.replace("/", "-")
+
+        def save(model: nn.Module, epoch: int, _metrics: dict) -> None:
+            self.task.save_sample(model, folder / f"epoch-{epoch:03d}.png")
+
+        return {"on_epoch_end": [save]}
+
+    def fit_options(self, desc: str) -> dict[str, Any]:
+        """What every training call of a run shares: device, monitor, sample hooks."""
+        hooks = self._sample_hooks(desc)
+        return {
+            "device": self.device,
+            "monitor": self.task.monitor,
+            **({"hooks": hooks} if hooks else {}),
+        }
 
     def train(self, model: nn.Module, train: TrainConfig, seed: int, desc: str) -> dict[str, Any]:
         return train_with_validation(
-            model,
-            self.data,
-            train,
-            seed,
-            self.device,
-            desc,
-            self.config.eval_batch_size,
-            self.augment,
+            model, self.task, train, seed, desc, self.augment, self._sample_hooks(desc)
         )
 
     def teacher_cache(
@@ -94,7 +108,8 @@ class RunContext:
         reason = (
             "disabled in the config"
             if config.cache == "off"
-            else cache_disabled_reason(self.augment.describe(), bool(config.features))
+            else self.task.cache_disabled_reason()
+            or cache_disabled_reason(self.augment.describe(), bool(config.features))
         )
         if reason is not None:
             console.print(f"  {desc}: live teacher outputs ({reason})")
@@ -124,15 +139,35 @@ class RunContext:
             model_name=model_cfg.name,
             model_options=model_cfg.options,
             input_shape=self.data.input_shape,
-            num_outputs=self.data.num_classes,
+            num_outputs=self.task.num_outputs,
             fold_bn=fold_bn,
             extra=extra,
         )
 
     def build(self, model_cfg: ModelConfig) -> nn.Module:
         return build_model(
-            model_cfg.name, self.data.input_shape, self.data.num_classes, **model_cfg.options
+            model_cfg.name, self.data.input_shape, self.task.num_outputs, **model_cfg.options
         ).to(self.device)
+
+
+def check_models_fit_task(config: ExperimentConfig, kind: str) -> None:
+    """Every model of the experiment must suit the dataset's task (and its distillation
+    loss the model's outputs)."""
+    models = [config.teacher.model] + [s.model for s in config.students if s.model]
+    for model_cfg in models:
+        if model_task(model_cfg.name) != kind:
+            raise ConfigError(
+                f"model {model_cfg.name!r} is a {model_task(model_cfg.name).replace('_', '-')} "
+                f"model but dataset {config.data.name!r} is a {kind.replace('_', '-')} dataset"
+            )
+    wanted = "pixel_kd" if kind == "super_resolution" else "kd_kl"
+    for student in config.students:
+        distillation = student.distillation
+        if distillation is not None and distillation.loss != wanted:
+            raise ConfigError(
+                f"student {student.name!r}: distill.loss {distillation.loss!r} does not fit a "
+                f"{kind.replace('_', '-')} model; use {wanted}"
+            )
 
 
 def float_model(
@@ -193,10 +228,11 @@ def train_student(
             lambda train: ctx.batches(train, run.seed),
             student.phases,
             run.distill,
-            evaluate=ctx.validate(),
-            device=ctx.device,
+            evaluate=ctx.task.validate,
             desc=desc,
             cache_factory=lambda tutor: ctx.teacher_cache(tutor, run.distill, desc),
+            task_loss=ctx.task.loss_fn(student.phases.self_study or TrainConfig()),
+            **ctx.fit_options(desc),
         )
         phases = dict(student.phases.named())
         return {
@@ -214,9 +250,9 @@ def train_student(
         train,
         run.distill,
         cache=ctx.teacher_cache(teacher, run.distill, desc),
-        evaluate=ctx.validate(),
-        device=ctx.device,
+        evaluate=ctx.task.validate,
         desc=desc,
+        **ctx.fit_options(desc),
     )
     return training_summary(result, train)
 
@@ -256,20 +292,19 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         model, calibration_s = quantize_calibrated(
             model,
             run.bits,
-            ctx.data,
+            ctx.task.calibration_batches(),
             student.calibration_batches,
             ctx.device,
             student.fold_bn,
-            config.eval_batch_size,
         )
     if student is not None and student.trains:
         training = train_student(ctx, run, model, teacher, desc)
 
-    metrics = evaluate_splits(model, ctx.data, ctx.device, config.eval_batch_size)
+    metrics = ctx.task.evaluate(model)
     if quantized:
-        metrics["test_acc_integer"] = integer_test_accuracy(
-            model, ctx.data, ctx.device, config.eval_batch_size
-        )
+        metrics.update(ctx.task.integer_metrics(model))
+    if ctx.task.kind == "super_resolution":
+        ctx.task.save_sample(model, ctx.out_dir / "images" / f"{run.name}-s{run.seed}.png")
     size = model_size(model)
     checkpoint = ctx.out_dir / "checkpoints" / f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
     ctx.save(
@@ -287,6 +322,8 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "experiment": config.name,
+        "task": ctx.task.kind,
+        "headline": ctx.task.headline,
         "name": run.name,
         "group": run.student.name if run.student else run.name,
         "model": model_cfg.name,
@@ -336,7 +373,13 @@ def run_experiment(
     runs = plan_runs(config)
     done = set() if force else store.completed_ids()
     data = build_dataset(config.data.name, **config.data.options)
-    ctx = RunContext(config, out_dir, data, resolve_device(config.device))
+    task = make_task(
+        data, resolve_device(config.device), config.eval_batch_size, config.evaluation.lpips_weights
+    )
+    check_models_fit_task(config, task.kind)
+    ctx = RunContext(config, out_dir, task)
+    if task.kind == "super_resolution":
+        save_reference_crops(task, out_dir / "images")
     (out_dir / "experiment.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     to_do = sum(run.run_id not in done for run in runs)
     console.print(
@@ -354,10 +397,10 @@ def run_experiment(
         record = execute_run(ctx, run)
         store.append(record)
         executed += 1
-        metrics = record["metrics"]
+        headline = record["metrics"][task.headline]
         console.print(
-            f"{prefix}: test acc {metrics['test_acc']:.2f}%  size {record['size_bytes'] / 1024:.1f}"
-            f" KiB  {record['wall_s']:.1f}s"
+            f"{prefix}: {task.headline.replace('_', ' ')} {headline:.2f}{task.unit}  "
+            f"size {record['size_bytes'] / 1024:.1f} KiB  {record['wall_s']:.1f}s"
         )
     by_id = {run.run_id: run for run in runs}
     records = [r for r in store.latest() if r.get("run_id") in by_id]
@@ -367,8 +410,8 @@ def run_experiment(
     outcome = ExperimentOutcome(records, executed, skipped, out_dir)
     if config.export is not None:
         console.print("[bold]exports[/]")
-        outcome.exports = export_runs(config.export, records, data, out_dir)
+        outcome.exports = export_runs(config.export, records, task, out_dir)
     if config.benchmark is not None:
         console.print("[bold]benchmarks[/]")
-        outcome.benchmarks = benchmark_runs(config.benchmark, records, data, out_dir)
+        outcome.benchmarks = benchmark_runs(config.benchmark, records, task, out_dir)
     return outcome

@@ -169,6 +169,14 @@ class BenchmarkConfig(_Strict):
     time_limit_s: float = Field(10.0, gt=0)
 
 
+class EvaluationConfig(_Strict):
+    """Extra evaluation settings: LPIPS backbone weights (a local torchvision AlexNet state
+    dict; or $QDISTILL_LPIPS_WEIGHTS) and per-epoch sample images of super-resolution runs."""
+
+    lpips_weights: str | None = None
+    sample_images: bool = False
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -178,6 +186,7 @@ class ExperimentConfig(_Strict):
     data: DataConfig = DataConfig()
     teacher: TeacherConfig
     students: list[StudentConfig] = Field(default_factory=list)
+    evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig | None = None
     benchmark: BenchmarkConfig | None = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 
 from qdistill.data import Augmentation, Batches, ClassificationData
 from qdistill.metrics import evaluate_classifier
-from qdistill.quant import calibrate, convert, quantize
+from qdistill.quant import calibrate, quantize
 from qdistill.train import TrainConfig, TrainResult, fit
 
 SPLITS = ("train", "val", "test")
@@ -46,13 +46,6 @@ def training_batches(
     )
 
 
-def validator(
-    data: ClassificationData, device: torch.device, batch_size: int = 256
-) -> Callable[[nn.Module], dict[str, float]]:
-    """The per-epoch validation used to pick the best epoch."""
-    return lambda model: evaluate_splits(model, data, device, batch_size, ("val",))
-
-
 def training_summary(result: TrainResult, train: TrainConfig) -> dict[str, Any]:
     return {
         "epochs": train.epochs,
@@ -64,21 +57,24 @@ def training_summary(result: TrainResult, train: TrainConfig) -> dict[str, Any]:
 
 def train_with_validation(
     model: nn.Module,
-    data: ClassificationData,
+    task: Any,
     train: TrainConfig,
     seed: int,
-    device: torch.device,
     desc: str,
-    eval_batch_size: int = 256,
     augment: Augmentation | None = None,
+    hooks: dict[str, list[Callable]] | None = None,
 ) -> dict[str, Any]:
-    """Train on the train split, validating every epoch; return a summary for records."""
+    """Train on the task's training data with its loss, validating every epoch (the best
+    epoch by the task's monitor is kept); return a summary for records."""
     result = fit(
         model,
-        training_batches(data, train.batch_size, seed, augment),
+        task.training_batches(train.batch_size, seed, augment),
         train,
-        evaluate=validator(data, device, eval_batch_size),
-        device=device,
+        loss_fn=task.loss_fn(train),
+        evaluate=task.validate,
+        monitor=task.monitor,
+        hooks=hooks,
+        device=task.device,
         desc=desc,
     )
     return training_summary(result, train)
@@ -87,22 +83,14 @@ def train_with_validation(
 def quantize_calibrated(
     model: nn.Module,
     bits: Any,
-    data: ClassificationData,
+    batches: Iterable,
     calibration_batches: int,
     device: torch.device,
     fold_bn: bool = False,
-    batch_size: int = 256,
 ) -> tuple[nn.Module, float]:
     """Prepare ``model`` with the plan ``bits`` and calibrate its activation ranges on
-    training batches; return the prepared model and the calibration time (s)."""
+    (training) ``batches``; return the prepared model and the calibration time (s)."""
     prepared = quantize(model, bits, fold_bn=fold_bn)
     started = time.perf_counter()
-    calibrate(prepared, Batches(data.train, batch_size), calibration_batches, device)
+    calibrate(prepared, batches, calibration_batches, device)
     return prepared, round(time.perf_counter() - started, 3)
-
-
-def integer_test_accuracy(
-    model: nn.Module, data: ClassificationData, device: torch.device, batch_size: int = 256
-) -> float:
-    """Test accuracy of the converted (integer-arithmetic) model."""
-    return evaluate_classifier(convert(model), Batches(data.test, batch_size), device)["acc"]

@@ -13,6 +13,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
     "leaky_relu": nn.LeakyReLU,
+    "prelu": nn.PReLU,
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,

@@ -1,42 +1,249 @@
 """Super-resolution models (image in, image ``scale`` times larger out).
 
-Each model names its stages (``feature_extraction``, ``body``, ``upsampling``) so
-quantization plans and sensitivity analyses can address them by module path.
+Every model is a sequence of named stages (``feature_extraction``, ``body``,
+``upsampling``, ``reconstruction``; a model lists the ones it has in ``stages``) so
+quantization plans, sensitivity analyses and mixed-precision allocators can address
+them by module path. Inputs and outputs are images in [0, 1], 1 channel (Y) or 3 (RGB).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from qdistill.models.mlp import activation
 from qdistill.models.registry import MODELS
 
+SCALES = (2, 3, 4)
 
-class ESPCN(nn.Module):
+
+def _check_scale(scale: int) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+
+
+def _conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
+
+
+class StagedSR(nn.Module):
+    """Runs its stages in order; a subclass adds skip connections where it has them."""
+
+    stages: tuple[str, ...] = ("feature_extraction", "body", "upsampling")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.stages:
+            x = getattr(self, name)(x)
+        return x
+
+
+class ESPCN(StagedSR):
     """Shi et al.'s efficient sub-pixel CNN: conv 5x5 -> conv 3x3 -> conv 3x3 to
-    channels x scale^2 -> pixel shuffle."""
+    channels x scale^2 -> pixel shuffle (the last conv and the shuffle are ``upsampling``)."""
 
     def __init__(
         self, channels: int, scale: int, features: tuple[int, int] = (64, 32), act: str = "tanh"
     ) -> None:
         super().__init__()
-        if scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        _check_scale(scale)
+        first, second = features
+        self.scale = scale
+        self.feature_extraction = nn.Sequential(_conv(channels, first, 5), activation(act))
+        self.body = nn.Sequential(_conv(first, second, 3), activation(act))
+        self.upsampling = nn.Sequential(
+            _conv(second, channels * scale * scale, 3), nn.PixelShuffle(scale)
+        )
+
+
+class MiniESPCN(StagedSR):
+    """ESPCN with one conv layer fewer: conv 5x5 -> conv 3x3 to channels x scale^2 -> shuffle."""
+
+    stages = ("feature_extraction", "upsampling")
+
+    def __init__(self, channels: int, scale: int, features: int = 64, act: str = "tanh") -> None:
+        super().__init__()
+        _check_scale(scale)
+        self.scale = scale
+        self.feature_extraction = nn.Sequential(_conv(channels, features, 5), activation(act))
+        self.upsampling = nn.Sequential(
+            _conv(features, channels * scale * scale, 3), nn.PixelShuffle(scale)
+        )
+
+
+class FasterESPCN(StagedSR):
+    """ESPCN whose sub-pixel step is a transposed convolution (kernel scale + 2, stride
+    scale): the research found it slower and prone to checkerboard artefacts."""
+
+    def __init__(
+        self, channels: int, scale: int, features: tuple[int, int] = (64, 32), act: str = "tanh"
+    ) -> None:
+        super().__init__()
+        _check_scale(scale)
+        first, second = features
+        self.scale = scale
+        self.feature_extraction = nn.Sequential(_conv(channels, first, 5), activation(act))
+        self.body = nn.Sequential(_conv(first, second, 3), activation(act))
+        self.upsampling = nn.Sequential(
+            nn.ConvTranspose2d(second, channels, scale + 2, stride=scale, padding=1)
+        )
+
+
+class FinnESPCN(StagedSR):
+    """The FINN-friendly ESPCN: Conv-BN-ReLU blocks, then nearest-neighbour resize and a
+    conv (no pixel shuffle, which dataflow compilers such as FINN and hls4ml lack)."""
+
+    stages = ("feature_extraction", "body", "upsampling", "reconstruction")
+
+    def __init__(self, channels: int, scale: int, features: tuple[int, int] = (64, 32)) -> None:
+        super().__init__()
+        _check_scale(scale)
         first, second = features
         self.scale = scale
         self.feature_extraction = nn.Sequential(
-            nn.Conv2d(channels, first, 5, padding=2), activation(act)
+            _conv(channels, first, 5), nn.BatchNorm2d(first), nn.ReLU()
         )
-        self.body = nn.Sequential(nn.Conv2d(first, second, 3, padding=1), activation(act))
-        self.upsampling = nn.Sequential(
-            nn.Conv2d(second, channels * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
+        self.body = nn.Sequential(_conv(first, second, 3), nn.BatchNorm2d(second), nn.ReLU())
+        self.upsampling = nn.Upsample(scale_factor=scale, mode="nearest")
+        self.reconstruction = _conv(second, channels, 3)
+
+
+class ResidualBlock(nn.Module):
+    """SRResNet block: conv-BN-PReLU-conv-BN plus the input."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            _conv(features, features, 3),
+            nn.BatchNorm2d(features),
+            nn.PReLU(),
+            _conv(features, features, 3),
+            nn.BatchNorm2d(features),
         )
 
-    def forward(self, x):
-        return self.upsampling(self.body(self.feature_extraction(x)))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
 
 
-@MODELS.register("espcn")
+def _subpixel_upsampler(features: int, scale: int, act: str) -> nn.Sequential:
+    """x2 steps (x4 = two of them) or one x3 step: conv to features x s^2 -> shuffle -> act."""
+    steps = [3] if scale == 3 else [2] * (scale // 2)
+    layers: list[nn.Module] = []
+    for step in steps:
+        layers += [_conv(features, features * step * step, 3), nn.PixelShuffle(step)]
+        layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+class SRResNet(StagedSR):
+    """A small SRResNet / SRGAN generator: head conv, residual blocks with a long skip,
+    sub-pixel upsampling, reconstruction conv."""
+
+    stages = ("feature_extraction", "body", "upsampling", "reconstruction")
+
+    def __init__(self, channels: int, scale: int, features: int = 32, blocks: int = 4) -> None:
+        super().__init__()
+        _check_scale(scale)
+        self.scale = scale
+        self.feature_extraction = nn.Sequential(_conv(channels, features, 9), nn.PReLU())
+        self.body = nn.Sequential(
+            *[ResidualBlock(features) for _ in range(blocks)],
+            _conv(features, features, 3),
+            nn.BatchNorm2d(features),
+        )
+        self.upsampling = _subpixel_upsampler(features, scale, "prelu")
+        self.reconstruction = _conv(features, channels, 9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.feature_extraction(x)
+        return self.reconstruction(self.upsampling(head + self.body(head)))
+
+
+class DenseBlock(nn.Module):
+    """ESRGAN's residual dense block: 5 convs, each seeing all earlier outputs; scaled skip."""
+
+    def __init__(self, features: int, growth: int, residual_scale: float = 0.2) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            _conv(features + i * growth, growth if i < 4 else features, 3) for i in range(5)
+        )
+        self.act = nn.LeakyReLU(0.2)
+        self.residual_scale = residual_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [x]
+        for index, conv in enumerate(self.convs):
+            out = conv(torch.cat(outputs, dim=1))
+            if index < 4:
+                outputs.append(self.act(out))
+        return x + self.residual_scale * out
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three dense blocks and a scaled skip."""
+
+    def __init__(self, features: int, growth: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[DenseBlock(features, growth) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.2 * self.blocks(x)
+
+
+class RRDBNet(StagedSR):
+    """A small ESRGAN generator (no BatchNorm): RRDB body with a long skip, nearest-
+    neighbour resize + conv upsampling, two reconstruction convs."""
+
+    stages = ("feature_extraction", "body", "upsampling", "reconstruction")
+
+    def __init__(
+        self, channels: int, scale: int, features: int = 32, growth: int = 16, blocks: int = 2
+    ) -> None:
+        super().__init__()
+        _check_scale(scale)
+        self.scale = scale
+        self.feature_extraction = _conv(channels, features, 3)
+        self.body = nn.Sequential(
+            *[RRDB(features, growth) for _ in range(blocks)], _conv(features, features, 3)
+        )
+        steps = [3] if scale == 3 else [2] * (scale // 2)
+        layers: list[nn.Module] = []
+        for step in steps:
+            layers += [
+                nn.Upsample(scale_factor=step, mode="nearest"),
+                _conv(features, features, 3),
+                nn.LeakyReLU(0.2),
+            ]
+        self.upsampling = nn.Sequential(*layers)
+        self.reconstruction = nn.Sequential(
+            _conv(features, features, 3), nn.LeakyReLU(0.2), _conv(features, channels, 3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.feature_extraction(x)
+        return self.reconstruction(self.upsampling(head + self.body(head)))
+
+
+def _image_channels(name: str, input_shape: tuple[int, ...], num_outputs: int) -> int:
+    channels = input_shape[0]
+    if len(input_shape) != 3 or num_outputs != channels:
+        raise ValueError(
+            f"{name} maps (C, H, W) images to C channels, got input {input_shape} and "
+            f"{num_outputs} outputs"
+        )
+    return channels
+
+
+def _super_resolution(name: str):
+    """Register a factory as a super-resolution model (the experiment runner reads ``task``)."""
+
+    def register(factory):
+        factory.task = "super_resolution"
+        return MODELS.register(name)(factory)
+
+    return register
+
+
+@_super_resolution("espcn")
 def espcn(
     input_shape: tuple[int, ...],
     num_outputs: int,
@@ -44,14 +251,70 @@ def espcn(
     features: tuple[int, int] = (64, 32),
     act: str = "tanh",
 ) -> ESPCN:
-    """ESPCN super-resolution (1-channel Y or 3-channel RGB; outputs as many channels)."""
-    channels = input_shape[0]
-    if len(input_shape) != 3 or num_outputs != channels:
-        raise ValueError(
-            f"espcn maps (C, H, W) images to C channels, got input {input_shape} and "
-            f"{num_outputs} outputs"
-        )
-    return ESPCN(channels, scale, tuple(features), act)
+    """ESPCN (conv 5x5 64 -> conv 3x3 32 -> conv 3x3 to C*r^2 -> pixel shuffle)."""
+    return ESPCN(_image_channels("espcn", input_shape, num_outputs), scale, tuple(features), act)
 
 
-espcn.task = "super_resolution"
+@_super_resolution("mini_espcn")
+def mini_espcn(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    scale: int = 2,
+    features: int = 64,
+    act: str = "tanh",
+) -> MiniESPCN:
+    """Mini-ESPCN: ESPCN without its middle conv layer."""
+    channels = _image_channels("mini_espcn", input_shape, num_outputs)
+    return MiniESPCN(channels, scale, features, act)
+
+
+@_super_resolution("faster_espcn")
+def faster_espcn(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    scale: int = 2,
+    features: tuple[int, int] = (64, 32),
+    act: str = "tanh",
+) -> FasterESPCN:
+    """Faster-ESPCN: transposed-conv upsampling instead of pixel shuffle."""
+    channels = _image_channels("faster_espcn", input_shape, num_outputs)
+    return FasterESPCN(channels, scale, tuple(features), act)
+
+
+@_super_resolution("espcn_finn")
+def espcn_finn(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    scale: int = 2,
+    features: tuple[int, int] = (64, 32),
+) -> FinnESPCN:
+    """FINN-friendly ESPCN: Conv-BN-ReLU, nearest-neighbour resize, conv."""
+    channels = _image_channels("espcn_finn", input_shape, num_outputs)
+    return FinnESPCN(channels, scale, tuple(features))
+
+
+@_super_resolution("srresnet")
+def srresnet(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    scale: int = 2,
+    features: int = 32,
+    blocks: int = 4,
+) -> SRResNet:
+    """A small SRResNet (SRGAN generator): residual blocks + pixel-shuffle upsampling."""
+    channels = _image_channels("srresnet", input_shape, num_outputs)
+    return SRResNet(channels, scale, features, blocks)
+
+
+@_super_resolution("rrdb_net")
+def rrdb_net(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    scale: int = 2,
+    features: int = 32,
+    growth: int = 16,
+    blocks: int = 2,
+) -> RRDBNet:
+    """A small ESRGAN generator: RRDB blocks, no BatchNorm, resize-conv upsampling."""
+    channels = _image_channels("rrdb_net", input_shape, num_outputs)
+    return RRDBNet(channels, scale, features, growth, blocks)

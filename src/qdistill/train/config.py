@@ -45,6 +45,8 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     # Evaluate (and return) the weights of the best validation epoch, not the last.
     restore_best: bool = True
+    # Training loss of image-to-image models (classifiers always use cross-entropy).
+    pixel_loss: Literal["l1", "l2", "charbonnier"] = "l1"
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:
