@@ -206,6 +206,41 @@ def export(
     console.print(f"Report: {out}.report.json")
 
 
+@app.command()
+def sensitivity(
+    checkpoint: Annotated[Path, typer.Argument(help="Float checkpoint from qdistill.")],
+    bits: Annotated[str, typer.Option(help="Bit width each unit is probed at.")] = "w4a4",
+    granularity: Annotated[str, typer.Option(help="stages or layers.")] = "stages",
+    calibration_batches: int = 8,
+    low: Annotated[str | None, typer.Option(help="Allocate: bits of insensitive units.")] = None,
+    high: Annotated[str | None, typer.Option(help="Allocate: bits of sensitive units.")] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Allocate: size budget, bytes or a plan like w6a6.")
+    ] = None,
+) -> None:
+    """Quantize one stage (or layer) at a time and report each one's quality drop;
+    with --low, --high and --budget, also allocate a mixed-precision plan."""
+    from rich.table import Table
+
+    from qdistill.experiment.commands import sensitivity_checkpoint
+
+    if granularity not in ("stages", "layers"):
+        raise ConfigError(f"--granularity must be stages or layers, not {granularity!r}")
+    if any((low, high, budget)) and not all((low, high, budget)):
+        raise ConfigError("allocation needs all of --low, --high and --budget")
+    result = sensitivity_checkpoint(
+        checkpoint, bits, granularity, calibration_batches, low, high, budget
+    )
+    table = Table(title=f"Sensitivity at {bits} ({result['metric']}, float {result['float']:.3f})")
+    for header in ("Unit", "Layers", "Params", "Score", "Drop"):
+        table.add_column(header, justify="left" if header == "Unit" else "right")
+    for s in result["units"]:
+        table.add_row(s.unit, str(s.layers), f"{s.params:,}", f"{s.score:.3f}", f"{s.drop:+.3f}")
+    console.print(table)
+    if "plan" in result:
+        console.print(f"Allocated plan ({result['budget_bytes']} bytes budget): {result['plan']}")
+
+
 def _int_list(text: str, what: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())

@@ -185,3 +185,40 @@ def benchmark_checkpoint(
     costs = layer_costs(model, sample[:1])
     path = write_benchmark_report(result, costs, model_size(model), out_dir, checkpoint.name)
     return result, path
+
+
+def sensitivity_checkpoint(
+    checkpoint: Path,
+    bits: str,
+    granularity: str,
+    calibration_batches: int,
+    low: str | None = None,
+    high: str | None = None,
+    budget: str | None = None,
+) -> dict[str, Any]:
+    """Quantize each stage (or layer) of a float checkpoint alone at ``bits`` and score it
+    on the validation split; with ``low``/``high``/``budget`` also allocate a plan."""
+    import itertools
+
+    from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of, measure_sensitivity
+
+    model, metadata = load_model(checkpoint)
+    if is_quantized(model):
+        raise CheckpointError(f"{checkpoint} is quantized; measure sensitivity on the float model")
+    data, _ = _checkpoint_data(metadata, None, {})
+    task = make_task(data, _CPU)
+    calibration = list(itertools.islice(task.calibration_batches(), calibration_batches))
+    baseline, scores = measure_sensitivity(
+        model,
+        bits,
+        lambda m: task.validate(m)[task.monitor],
+        calibration,
+        len(calibration),
+        granularity,
+    )
+    result: dict[str, Any] = {"metric": task.monitor, "float": baseline, "units": scores}
+    if low and high and budget:
+        budget_bytes = budget_bytes_of(model, int(budget) if budget.isdigit() else budget)
+        result["plan"] = allocate_bits(model, scores, low, high, budget_bytes)
+        result["budget_bytes"] = budget_bytes
+    return result

@@ -14,7 +14,7 @@ from typing import Any
 
 from qdistill import __version__
 from qdistill.distill.config import DistillConfig
-from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig
+from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig, allocation_of
 from qdistill.quant import QuantPlan
 
 TEACHER = "teacher"
@@ -49,8 +49,11 @@ class Run:
         return recipe
 
 
-def _bits_label(bits: BitsValue | None) -> str:
-    return "float" if bits is None else QuantPlan.from_config(bits).short
+def bits_label(bits: BitsValue | None) -> str:
+    """'float', 'w4a4', 'mixed' (a hand-written plan) or 'alloc' (sensitivity-allocated)."""
+    if bits is None:
+        return "float"
+    return "alloc" if allocation_of(bits) else QuantPlan.from_config(bits).short
 
 
 def plan_runs(config: ExperimentConfig) -> list[Run]:
@@ -71,7 +74,7 @@ def plan_runs(config: ExperimentConfig) -> list[Run]:
 
 def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> list[Run]:
     bits_list = student.bits_list()
-    labels = [_bits_label(b) for b in bits_list]
+    labels = [bits_label(b) for b in bits_list]
     distillation = student.distillation
     points: list[DistillConfig | None] = distillation.sweep_points() if distillation else [None]
     swept = distillation.swept if distillation else []

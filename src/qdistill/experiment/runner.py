@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,9 +25,14 @@ from qdistill.distill import (
 )
 from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.deploy import benchmark_runs, export_runs
-from qdistill.experiment.planner import Run, config_hash, plan_runs
+from qdistill.experiment.planner import Run, bits_label, config_hash, plan_runs
 from qdistill.experiment.results import ResultsStore
-from qdistill.experiment.schema import ExperimentConfig, ModelConfig
+from qdistill.experiment.schema import (
+    AllocationConfig,
+    ExperimentConfig,
+    ModelConfig,
+    allocation_of,
+)
 from qdistill.experiment.steps import (
     quantize_calibrated,
     train_with_validation,
@@ -36,6 +42,7 @@ from qdistill.experiment.tasks import Task, make_task, save_reference_crops
 from qdistill.hardware import count_parameters, model_size
 from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.quant import QuantPlan
+from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of, measure_sensitivity
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.train import TrainConfig
 
@@ -208,11 +215,44 @@ def _bit_widths(bits: Any) -> tuple[int | None, int | None]:
     """(weight bits, activation bits) of a uniform plan; None for mixed plans."""
     if bits is None:
         return 32, 32
+    if allocation_of(bits):
+        return None, None
     plan = QuantPlan.from_config(bits)
     if plan.short == "mixed":
         return None, None
     spec = plan.rules[0][1]
     return (spec.weight.bits if spec.weight else 32), (spec.act.bits if spec.act else 32)
+
+
+def allocate_plan(
+    ctx: RunContext, model: nn.Module, allocation: AllocationConfig, desc: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Measure each unit's sensitivity on the validation split and allocate bit widths."""
+    calibration = list(
+        itertools.islice(ctx.task.calibration_batches(), allocation.calibration_batches)
+    )
+    probe = allocation.probe or allocation.low
+    baseline, scores = measure_sensitivity(
+        model,
+        probe,
+        lambda m: ctx.task.validate(m)[ctx.task.monitor],
+        calibration,
+        len(calibration),
+        allocation.granularity,
+    )
+    budget = budget_bytes_of(model, allocation.budget)
+    plan = allocate_bits(model, scores, allocation.low, allocation.high, budget)
+    drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in scores)
+    console.print(f"  {desc}: sensitivity at {probe} ({ctx.task.monitor} drop): {drops}")
+    console.print(f"  {desc}: allocated plan {plan} (budget {budget} bytes)")
+    report = {
+        "probe": probe,
+        "metric": ctx.task.monitor,
+        "float_score": baseline,
+        "units": [s.to_dict() for s in scores],
+        "budget_bytes": budget,
+    }
+    return plan, report
 
 
 def train_student(
@@ -288,10 +328,14 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
 
     calibration_s = None
     quantized = student is not None and student.method in ("ptq", "qat", "qkd")
+    plan, sensitivity = run.bits, None
+    allocation = allocation_of(run.bits)
+    if quantized and allocation is not None:
+        plan, sensitivity = allocate_plan(ctx, model, allocation, desc)
     if quantized:
         model, calibration_s = quantize_calibrated(
             model,
-            run.bits,
+            plan,
             ctx.task.calibration_batches(),
             student.calibration_batches,
             ctx.device,
@@ -324,12 +368,15 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "experiment": config.name,
         "task": ctx.task.kind,
         "headline": ctx.task.headline,
+        **({"lpips": ctx.task.lpips.reason} if ctx.task.kind == "super_resolution" else {}),
         "name": run.name,
         "group": run.student.name if run.student else run.name,
         "model": model_cfg.name,
         "method": run.method,
         "phases": student.phases.label if student and student.phases else None,
-        "bits": "float" if run.bits is None else QuantPlan.from_config(run.bits).short,
+        "bits": bits_label(run.bits),
+        "plan": plan,
+        "sensitivity": sensitivity,
         "w_bits": w_bits,
         "a_bits": a_bits,
         "alpha": run.distill.alpha if run.distill else None,

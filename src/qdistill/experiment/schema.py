@@ -81,6 +81,45 @@ class TeacherConfig(_Strict):
 BitsValue = str | dict[str, Any]
 
 
+class AllocationConfig(_Strict):
+    """Mixed precision chosen by measured sensitivity: each stage (or layer) is quantized
+    alone at ``probe`` bits (default ``low``) and scored on the validation split; the most
+    sensitive get ``high`` bits, the rest ``low``, within the size ``budget`` (bytes, or a
+    uniform plan such as w6a6 whose size it must not exceed)."""
+
+    low: str = "w4a4"
+    high: str = "w8a8"
+    budget: int | str = "w6a6"
+    probe: str | None = None
+    granularity: Literal["stages", "layers"] = "stages"
+    calibration_batches: int = Field(8, ge=1)
+
+    @field_validator("low", "high", "probe")
+    @classmethod
+    def _uniform(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check(lambda: QuantPlan.from_config(value))
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"budget must be positive bytes, got {value}")
+        if isinstance(value, str):
+            _check(lambda: QuantPlan.from_config(value))
+        return value
+
+
+def allocation_of(bits: Any) -> AllocationConfig | None:
+    """The allocation settings of a ``bits: {allocate: {...}}`` entry, else None."""
+    if isinstance(bits, dict) and "allocate" in bits:
+        if set(bits) != {"allocate"}:
+            raise ValueError("a bits entry with 'allocate' takes no other keys")
+        return AllocationConfig.model_validate(bits["allocate"] or {})
+    return None
+
+
 class StudentConfig(_Strict):
     name: str = Field(min_length=1)
     method: Literal["float", "ptq", "qat", "qkd"]
@@ -99,7 +138,7 @@ class StudentConfig(_Strict):
     @classmethod
     def _parse_bits(cls, value: Any) -> Any:
         for entry in value if isinstance(value, list) else [value]:
-            if entry is not None:
+            if entry is not None and allocation_of(entry) is None:
                 _check(lambda e=entry: QuantPlan.from_config(e))
         if isinstance(value, list) and not value:
             raise ValueError("bits list is empty")

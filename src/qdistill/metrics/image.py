@@ -39,25 +39,29 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+    return g / g.sum()
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """SSIM of each image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01,
-    K2 0.03, valid region only), averaged over channels."""
+    K2 0.03, valid region only), averaged over channels. The Gaussian is applied as two
+    1-D passes (it is separable), in float64."""
     _same_shape(prediction, target)
     if min(prediction.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11, got {tuple(prediction.shape)}")
     channels = prediction.shape[1]
-    window = _gaussian_window().expand(channels, 1, 11, 11)
+    g = _gaussian_kernel()
+    rows, cols = (
+        g.view(1, 1, 11, 1).expand(channels, 1, 11, 1),
+        g.view(1, 1, 1, 11).expand(channels, 1, 1, 11),
+    )
     x, y = prediction.double(), target.double()
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window, groups=channels)
+        return F.conv2d(F.conv2d(t, rows, groups=channels), cols, groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x**2

@@ -12,6 +12,8 @@ def bits_order(label: str) -> tuple:
     """Sort key: float first, then widest weights/activations first (w8a8 before w2a2)."""
     if label == "float":
         return (0, 0, 0)
+    if not label.startswith("w"):  # 'mixed' and 'alloc' plans come last
+        return (2, label)
     digits = [int(part) for part in label.replace("w", " ").replace("a", " ").split()]
     return (1, *[-d for d in digits])
 

@@ -15,9 +15,23 @@ from qdistill.report.comparisons import (
     pivot_by_bits,
 )
 from qdistill.report.plots import plot_accuracy_vs_bits, plot_grid
+from qdistill.report.sr import (
+    SR_HEADERS,
+    bicubic_columns,
+    lpips_note,
+    picture_grid,
+    sensitivity_sections,
+    sr_columns,
+)
 from qdistill.report.summary import SummaryRow, summarize
 
 PRIMARY = "test_acc"
+METRIC_LABELS = {"test_acc": "Test accuracy (%)", "test_psnr_y": "Test PSNR-Y (dB)"}
+
+
+def primary_metric(records: list[dict[str, Any]]) -> str:
+    """The headline metric of the records' task (accuracy, or PSNR on Y for SR)."""
+    return records[0].get("headline", PRIMARY) if records else PRIMARY
 
 
 def _teacher_row(rows: list[SummaryRow]) -> SummaryRow | None:
@@ -62,19 +76,35 @@ HEADERS = [
 
 # The terminal table leaves out the columns that vary least; the report has them all.
 CONSOLE_HEADERS = tuple(h for h in HEADERS if h not in ("Model", "Time (s)"))
+SR_CONSOLE_HEADERS = (
+    "Run",
+    "Method",
+    "Bits",
+    "Seeds",
+    "PSNR-Y (dB)",
+    "SSIM-Y",
+    "HaarPSI",
+    "Δ PSNR-Y vs teacher",
+    "Size (KiB)",
+)
 
 
 def results_table(records: list[dict[str, Any]]) -> Table:
     """A rich table of the summary rows, for the terminal."""
     rows = summarize(records)
     teacher = _teacher_row(rows)
-    keep = [HEADERS.index(h) for h in CONSOLE_HEADERS]
+    sr = primary_metric(records) != PRIMARY
+    headers, columns = (SR_HEADERS, sr_columns) if sr else (HEADERS, _columns)
+    shown = SR_CONSOLE_HEADERS if sr else CONSOLE_HEADERS
+    keep = [headers.index(h) for h in shown]
     table = Table(title="Results (mean ± standard error over seeds)")
-    for header in CONSOLE_HEADERS:
+    for header in shown:
         table.add_column(header, justify="left" if header in ("Run", "Method") else "right")
     for row in rows:
-        cells = _columns(row, teacher)
+        cells = columns(row, teacher)
         table.add_row(*(cells[i] for i in keep))
+    if sr and (bicubic := bicubic_columns(rows)) is not None:
+        table.add_row(*(bicubic[i] for i in keep))
     return table
 
 
@@ -92,20 +122,22 @@ def _comparison_sections(
     rows: list[SummaryRow], records: list[dict[str, Any]], out_dir: Path
 ) -> list[str]:
     lines: list[str] = []
-    pivot = pivot_by_bits(rows, PRIMARY)
+    primary = primary_metric(records)
+    label = METRIC_LABELS.get(primary, primary)
+    pivot = pivot_by_bits(rows, primary)
     if pivot is not None:
         headers, table = pivot
         lines += [
             "",
             "## Method x bit width",
             "",
-            "Test accuracy (%), mean ± standard error over seeds.",
+            f"{label}, mean ± standard error over seeds.",
             "",
             markdown_table(headers, table),
         ]
-    for grid in alpha_temperature_grids(rows, PRIMARY):
+    for grid in alpha_temperature_grids(rows, primary):
         name = f"grid_{grid.group}_{grid.bits}.png".replace("/", "_")
-        plot_grid(grid, out_dir / name, PRIMARY)
+        plot_grid(grid, out_dir / name, primary)
         table = [
             [f"{a:g}", *[c.format() if c else "" for c in row]]
             for a, row in zip(grid.alphas, grid.values, strict=True)
@@ -127,7 +159,7 @@ def _comparison_sections(
             "",
             f"![alpha x temperature]({name})",
         ]
-    effects = distillation_effects(records, PRIMARY)
+    effects = distillation_effects(records, primary)
     if effects:
         table = [
             [
@@ -149,8 +181,8 @@ def _comparison_sections(
             "Bits",
             "alpha",
             "T",
-            "Student acc.",
-            "Baseline acc.",
+            "Student",
+            "Baseline",
             "Δ (KD gain)",
             "Pairs",
         ]
@@ -158,7 +190,7 @@ def _comparison_sections(
             "",
             "## Effect of distillation",
             "",
-            "Difference in test accuracy (points) against the `compare_to` student, "
+            f"Difference in {label.lower()} against the `compare_to` student, "
             "paired by seed and bit width; ± is the standard error of the paired "
             "differences.",
             "",
@@ -260,6 +292,8 @@ def write_report(
     experiment = first.get("experiment_config", {})
     title = title or first.get("experiment", "experiment")
     test_size = data.get("sizes", {}).get("test")
+    primary = primary_metric(records)
+    sr = primary != PRIMARY
     lines = [
         f"# {title}",
         "",
@@ -269,37 +303,70 @@ def write_report(
         f"{first.get('versions', {}).get('qdistill', '?')} (torch "
         f"{first.get('versions', {}).get('torch', '?')}, device {first.get('device', '?')}).",
         "",
-        f"Data: **{data.get('name', '?')}**, inputs {data.get('input_shape')}, "
-        f"{data.get('num_classes')} classes, split sizes {data.get('sizes')}.",
     ]
+    if sr:
+        images = data.get("images", {})
+        lines.append(
+            f"Data: **{data.get('name', '?')}**, x{data.get('scale')} super-resolution on "
+            f"{data.get('channels', '?').upper()}, training on random {data.get('lr_patch')}"
+            f"-pixel LR patches of {len(images.get('train', []))} images, validation on "
+            f"{images.get('val')}, test on {images.get('test')}."
+        )
+    else:
+        lines.append(
+            f"Data: **{data.get('name', '?')}**, inputs {data.get('input_shape')}, "
+            f"{data.get('num_classes')} classes, split sizes {data.get('sizes')}."
+        )
     if test_size:
         lines.append(
             f"One test sample is {100 / test_size:.2f} accuracy points; differences smaller "
             "than a few samples or than the standard errors below are noise."
         )
-    lines += ["", "## Results", "", markdown_table(HEADERS, [_columns(r, teacher) for r in rows])]
-    lines += [
-        "",
-        "Test accuracy is that of the fake-quantized model; *integer model* is the same "
-        "model after `convert()` (integer weights and activations, exact integer "
-        "accumulation), which must agree. Size counts weights at their bit widths plus "
-        "scales, zero points, biases and BatchNorm statistics; compression is relative "
-        "to the same values stored as float32.",
-    ]
-    plot = plot_accuracy_vs_bits(rows, out_dir / "accuracy_vs_bits.png", PRIMARY)
+    if sr:
+        table = [sr_columns(r, teacher) for r in rows]
+        if (bicubic := bicubic_columns(rows)) is not None:
+            table.append(bicubic)
+        lines += ["", "## Results", "", markdown_table(SR_HEADERS, table)]
+        lines += [
+            "",
+            "PSNR and SSIM of 8-bit outputs with a border of `scale` pixels cropped, on the Y "
+            "channel of YCbCr (BT.601) and on RGB; HaarPSI (piq; 1 = identical) is a "
+            "training-free perceptual similarity. "
+            + lpips_note(records)
+            + " The quantized model's quality is that of the fake-quantized model; *integer "
+            "model* is the same after `convert()`.",
+        ]
+        grid = picture_grid(out_dir, records)
+        if grid is not None:
+            lines += [
+                "",
+                "## Pictures (centre crop of the first test image)",
+                "",
+                f"![grid]({grid.name})",
+            ]
+        lines += sensitivity_sections(records)
+    else:
+        lines += [
+            "",
+            "## Results",
+            "",
+            markdown_table(HEADERS, [_columns(r, teacher) for r in rows]),
+        ]
+    plot = plot_accuracy_vs_bits(rows, out_dir / "quality_vs_bits.png", primary)
     if plot is not None:
-        lines += ["", "## Accuracy versus bit width", "", f"![accuracy vs bits]({plot.name})"]
+        lines += ["", "## Quality versus bit width", "", f"![quality vs bits]({plot.name})"]
     lines += _comparison_sections(rows, records, out_dir)
     lines += _deployment_sections(exports or [], benchmarks or [])
     lines += ["", "## Runs", ""]
+    first_key, val_key = ("train_acc", "val_acc") if not sr else ("test_ssim_y", "val_psnr_y")
     run_rows = [
         [
             r["name"],
             str(r["seed"]),
             r["run_id"],
-            f"{r['metrics'].get('train_acc', math.nan):.2f}",
-            f"{r['metrics'].get('val_acc', math.nan):.2f}",
-            f"{r['metrics'].get(PRIMARY, math.nan):.2f}",
+            f"{r['metrics'].get(first_key, math.nan):.{2 if not sr else 4}f}",
+            f"{r['metrics'].get(val_key, math.nan):.2f}",
+            f"{r['metrics'].get(primary, math.nan):.2f}",
             str((r.get("training") or {}).get("best_epoch", "")),
             f"{r.get('wall_s', math.nan):.1f}",
             r.get("checkpoint", ""),
@@ -312,9 +379,9 @@ def write_report(
                 "Run",
                 "Seed",
                 "Id",
-                "Train acc.",
-                "Val acc.",
-                "Test acc.",
+                "Train acc." if not sr else "Test SSIM-Y",
+                "Val acc." if not sr else "Val PSNR-Y",
+                "Test acc." if not sr else "Test PSNR-Y",
                 "Best epoch",
                 "Time (s)",
                 "Checkpoint",

@@ -1,0 +1,108 @@
+import pytest
+
+from qdistill.errors import ConfigError
+from qdistill.experiment import parse_experiment, run_experiment
+from qdistill.models import load_model
+from qdistill.report import write_report
+
+TINY_TRAIN = {"epochs": 1, "batch_size": 8, "pixel_loss": "l2"}
+
+
+def _config(**overrides):
+    config = {
+        "name": "tiny-sr",
+        "data": {
+            "name": "photos",
+            "options": {"channels": "y", "lr_patch": 12, "patches_per_epoch": 32},
+        },
+        "teacher": {
+            "model": {"name": "espcn", "options": {"features": [8, 4]}},
+            "train": TINY_TRAIN,
+        },
+        "students": [
+            {
+                "name": "ptq",
+                "method": "ptq",
+                "bits": ["w8a8", {"allocate": {"low": "w2a2", "high": "w8a8", "budget": "w4a4"}}],
+                "calibration_batches": 2,
+            },
+            {
+                "name": "mini-kd",
+                "method": "qat",
+                "model": {"name": "mini_espcn", "options": {"features": 8}},
+                "bits": "w4a4",
+                "train": TINY_TRAIN,
+                "pretrain": TINY_TRAIN,
+                "distill": {"loss": "pixel_kd", "alpha": 0.2, "pixel_loss": "l1"},
+                "calibration_batches": 2,
+            },
+            {
+                "name": "qkd",
+                "method": "qkd",
+                "bits": "w4a4",
+                "distill": {"loss": "pixel_kd", "alpha": 0.2},
+                "phases": {
+                    "self_study": TINY_TRAIN,
+                    "co_study": TINY_TRAIN,
+                    "tutoring": TINY_TRAIN,
+                },
+                "calibration_batches": 2,
+            },
+        ],
+        "evaluation": {"sample_images": True},
+    }
+    config.update(overrides)
+    return config
+
+
+def test_super_resolution_experiment_end_to_end(tmp_path):
+    outcome = run_experiment(parse_experiment(_config()), tmp_path)
+    by_name = {r["name"]: r for r in outcome.records}
+    assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc", "mini-kd", "qkd"]
+    for record in outcome.records:
+        metrics = record["metrics"]
+        assert record["task"] == "super_resolution" and record["headline"] == "test_psnr_y"
+        assert {"test_psnr_y", "test_ssim_y", "test_haarpsi", "val_psnr_y"} <= set(metrics)
+        assert metrics["bicubic_test_psnr_y"] > 25 and "test_lpips" not in metrics
+        assert "no AlexNet weights" in record["lpips"] or "do not exist" in record["lpips"]
+        assert (tmp_path / "images" / f"{record['name']}-s0.png").is_file()
+    for name in ("ptq-w8a8", "ptq-alloc", "mini-kd", "qkd"):
+        metrics = by_name[name]["metrics"]
+        assert metrics["test_psnr_y_integer"] == pytest.approx(metrics["test_psnr_y"], abs=0.05)
+    alloc = by_name["ptq-alloc"]
+    assert alloc["bits"] == "alloc" and alloc["plan"]["*"] == "w2a2"
+    assert {u["unit"] for u in alloc["sensitivity"]["units"]} == {
+        "feature_extraction",
+        "body",
+        "upsampling",
+    }
+    assert alloc["size_bytes"] <= alloc["sensitivity"]["budget_bytes"]
+    assert any((tmp_path / "samples").rglob("epoch-001.png"))
+    model, _ = load_model(tmp_path / by_name["mini-kd"]["checkpoint"])
+    assert type(model).__name__ == "MiniESPCN"
+    report = write_report(tmp_path, outcome.records).read_text()
+    for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Sensitivity and allocated"):
+        assert text in report
+    assert (tmp_path / "picture_grid.png").is_file()
+
+
+def test_model_and_loss_must_fit_the_task(tmp_path):
+    digits_sr = _config(data={"name": "digits"}, students=[])
+    with pytest.raises(ConfigError, match="'espcn' is a super-resolution model but dataset"):
+        run_experiment(parse_experiment(digits_sr), tmp_path)
+    kl = _config(
+        students=[{"name": "kd", "method": "qat", "bits": "w8a8", "distill": {"alpha": 0.5}}]
+    )
+    with pytest.raises(ConfigError, match="does not fit a super-resolution model; use pixel_kd"):
+        run_experiment(parse_experiment(kl), tmp_path)
+
+
+def test_allocation_entries_are_validated():
+    bad = _config(students=[{"name": "p", "method": "ptq", "bits": {"allocate": {"low": "w0a4"}}}])
+    with pytest.raises(ConfigError, match=r"students\.0\.bits"):
+        parse_experiment(bad)
+    extra = _config(
+        students=[{"name": "p", "method": "ptq", "bits": {"allocate": {}, "weight": {}}}]
+    )
+    with pytest.raises(ConfigError, match="no other keys"):
+        parse_experiment(extra)

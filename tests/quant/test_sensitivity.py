@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from qdistill.errors import ConfigError
+from qdistill.models import build_model
+from qdistill.quant import layer_specs, quantize
+from qdistill.quant.sensitivity import (
+    allocate_bits,
+    budget_bytes_of,
+    measure_sensitivity,
+    plan_size_bytes,
+    sensitivity_units,
+)
+
+
+@pytest.fixture
+def tiny_sr():
+    torch.manual_seed(0)
+    return build_model("espcn", (1, 12, 12), 1, features=(8, 4))
+
+
+def _fidelity_score(reference_model, x):
+    reference = reference_model(x).detach()
+
+    def score(model):
+        model.eval()
+        with torch.no_grad():
+            return -float((model(x) - reference).pow(2).mean().add(1e-12).log10())
+
+    return score
+
+
+def test_one_score_per_stage_most_sensitive_first(tiny_sr):
+    x = torch.rand(8, 1, 12, 12)
+    calibration = [torch.rand(8, 1, 12, 12) for _ in range(2)]
+    baseline, scores = measure_sensitivity(
+        tiny_sr, "w2a2", _fidelity_score(tiny_sr, x), calibration
+    )
+    assert [s.unit for s in sorted(scores, key=lambda s: s.unit)] == sorted(tiny_sr.stages)
+    assert baseline == pytest.approx(12.0)  # identical outputs: the 1e-12 floor
+    assert all(s.drop > 0 for s in scores)
+    assert [s.drop for s in scores] == sorted((s.drop for s in scores), reverse=True)
+    assert {s.unit: s.params for s in scores}["body"] == 8 * 4 * 9 + 4
+    layers = sensitivity_units(tiny_sr, "layers")
+    assert layers == ["feature_extraction.0", "body.0", "upsampling.0"]
+
+
+def test_allocation_respects_the_budget_and_ranks_by_drop(tiny_sr):
+    from qdistill.quant.sensitivity import Sensitivity
+
+    fake = [
+        Sensitivity("upsampling", 1, 40, 0.0, 3.0),
+        Sensitivity("body", 1, 292, 0.0, 2.0),
+        Sensitivity("feature_extraction", 1, 208, 0.0, -1.0),
+    ]
+    budget = budget_bytes_of(tiny_sr, "w6a6")
+    plan = allocate_bits(tiny_sr, fake, "w4a4", "w8a8", budget)
+    assert plan_size_bytes(tiny_sr, plan) <= budget
+    assert plan["upsampling"] == "w8a8"
+    assert "feature_extraction" not in plan  # a drop <= 0 is never upgraded
+    specs = layer_specs(quantize(tiny_sr, plan))
+    assert specs["upsampling.0"].weight.bits == 8 and specs["feature_extraction.0"].weight.bits == 4
+    everything = allocate_bits(tiny_sr, fake, "w4a4", "w8a8", budget_bytes_of(tiny_sr, "w8a8"))
+    assert everything == {"*": "w4a4", "upsampling": "w8a8", "body": "w8a8"}
+    with pytest.raises(ConfigError, match="exceeds the budget"):
+        allocate_bits(tiny_sr, fake, "w4a4", "w8a8", 10)
