@@ -64,7 +64,7 @@ def test_experiment_end_to_end_and_resume(tmp_path, tiny_config, digits):
     report = write_report(tmp_path, again.records)
     text = report.read_text()
     assert "| ptq-w2a2 | mlp | ptq | w2a2 | 1 |" in text
-    assert (tmp_path / "accuracy_vs_bits.png").stat().st_size > 1000
+    assert (tmp_path / "quality_vs_bits.png").stat().st_size > 1000
 
 
 def test_force_reruns_and_appends(tmp_path, tiny_config):
