@@ -8,6 +8,8 @@ them by module path. Inputs and outputs are images in [0, 1], 1 channel (Y) or 3
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -38,11 +40,12 @@ class StagedSR(nn.Module):
 
 
 class ESPCN(StagedSR):
-    """Shi et al.'s efficient sub-pixel CNN: conv 5x5 -> conv 3x3 -> conv 3x3 to
-    channels x scale^2 -> pixel shuffle (the last conv and the shuffle are ``upsampling``)."""
+    """ESPCN (Shi et al.): conv 5x5 64 -> conv 3x3 32 -> conv 3x3 to C*r^2 -> pixel shuffle.
+
+    The last conv and the shuffle form the ``upsampling`` stage."""
 
     def __init__(
-        self, channels: int, scale: int, features: tuple[int, int] = (64, 32), act: str = "tanh"
+        self, channels: int, scale: int = 2, features: tuple[int, int] = (64, 32), act: str = "tanh"
     ) -> None:
         super().__init__()
         _check_scale(scale)
@@ -56,11 +59,13 @@ class ESPCN(StagedSR):
 
 
 class MiniESPCN(StagedSR):
-    """ESPCN with one conv layer fewer: conv 5x5 -> conv 3x3 to channels x scale^2 -> shuffle."""
+    """Mini-ESPCN: ESPCN without its middle conv layer (conv 5x5 -> conv 3x3 -> shuffle)."""
 
     stages = ("feature_extraction", "upsampling")
 
-    def __init__(self, channels: int, scale: int, features: int = 64, act: str = "tanh") -> None:
+    def __init__(
+        self, channels: int, scale: int = 2, features: int = 64, act: str = "tanh"
+    ) -> None:
         super().__init__()
         _check_scale(scale)
         self.scale = scale
@@ -71,11 +76,12 @@ class MiniESPCN(StagedSR):
 
 
 class FasterESPCN(StagedSR):
-    """ESPCN whose sub-pixel step is a transposed convolution (kernel scale + 2, stride
-    scale): the research found it slower and prone to checkerboard artefacts."""
+    """Faster-ESPCN: transposed-conv upsampling (kernel r + 2, stride r) instead of shuffle.
+
+    The research found it slower and prone to checkerboard artefacts."""
 
     def __init__(
-        self, channels: int, scale: int, features: tuple[int, int] = (64, 32), act: str = "tanh"
+        self, channels: int, scale: int = 2, features: tuple[int, int] = (64, 32), act: str = "tanh"
     ) -> None:
         super().__init__()
         _check_scale(scale)
@@ -89,12 +95,13 @@ class FasterESPCN(StagedSR):
 
 
 class FinnESPCN(StagedSR):
-    """The FINN-friendly ESPCN: Conv-BN-ReLU blocks, then nearest-neighbour resize and a
-    conv (no pixel shuffle, which dataflow compilers such as FINN and hls4ml lack)."""
+    """FINN-friendly ESPCN: Conv-BN-ReLU, nearest-neighbour resize, conv.
+
+    No pixel shuffle, which dataflow compilers such as FINN and hls4ml lack."""
 
     stages = ("feature_extraction", "body", "upsampling", "reconstruction")
 
-    def __init__(self, channels: int, scale: int, features: tuple[int, int] = (64, 32)) -> None:
+    def __init__(self, channels: int, scale: int = 2, features: tuple[int, int] = (64, 32)) -> None:
         super().__init__()
         _check_scale(scale)
         first, second = features
@@ -135,12 +142,13 @@ def _subpixel_upsampler(features: int, scale: int, act: str) -> nn.Sequential:
 
 
 class SRResNet(StagedSR):
-    """A small SRResNet / SRGAN generator: head conv, residual blocks with a long skip,
-    sub-pixel upsampling, reconstruction conv."""
+    """A small SRResNet (SRGAN generator): residual blocks + pixel-shuffle upsampling.
+
+    Head conv, residual blocks with a long skip, sub-pixel upsampling, reconstruction conv."""
 
     stages = ("feature_extraction", "body", "upsampling", "reconstruction")
 
-    def __init__(self, channels: int, scale: int, features: int = 32, blocks: int = 4) -> None:
+    def __init__(self, channels: int, scale: int = 2, features: int = 32, blocks: int = 4) -> None:
         super().__init__()
         _check_scale(scale)
         self.scale = scale
@@ -190,13 +198,14 @@ class RRDB(nn.Module):
 
 
 class RRDBNet(StagedSR):
-    """A small ESRGAN generator (no BatchNorm): RRDB body with a long skip, nearest-
-    neighbour resize + conv upsampling, two reconstruction convs."""
+    """A small ESRGAN generator: RRDB blocks, no BatchNorm, resize-conv upsampling.
+
+    RRDB body with a long skip, nearest-neighbour resize + conv, two reconstruction convs."""
 
     stages = ("feature_extraction", "body", "upsampling", "reconstruction")
 
     def __init__(
-        self, channels: int, scale: int, features: int = 32, growth: int = 16, blocks: int = 2
+        self, channels: int, scale: int = 2, features: int = 32, growth: int = 16, blocks: int = 2
     ) -> None:
         super().__init__()
         _check_scale(scale)
@@ -233,88 +242,31 @@ def _image_channels(name: str, input_shape: tuple[int, ...], num_outputs: int) -
     return channels
 
 
-def _super_resolution(name: str):
-    """Register a factory as a super-resolution model (the experiment runner reads ``task``)."""
+def _register(name: str, cls: type[StagedSR]) -> None:
+    """Register ``cls`` as the super-resolution model ``name``: its factory takes the
+    zoo's (input_shape, num_outputs) and the class's own options after ``channels``
+    (the registry reads them from the signature to validate YAML options)."""
 
-    def register(factory):
-        factory.task = "super_resolution"
-        return MODELS.register(name)(factory)
+    def factory(input_shape: tuple[int, ...], num_outputs: int, **options):
+        return cls(_image_channels(name, input_shape, num_outputs), **options)
 
-    return register
-
-
-@_super_resolution("espcn")
-def espcn(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: tuple[int, int] = (64, 32),
-    act: str = "tanh",
-) -> ESPCN:
-    """ESPCN (conv 5x5 64 -> conv 3x3 32 -> conv 3x3 to C*r^2 -> pixel shuffle)."""
-    return ESPCN(_image_channels("espcn", input_shape, num_outputs), scale, tuple(features), act)
+    fixed = [
+        inspect.Parameter(arg, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for arg in ("input_shape", "num_outputs")
+    ]
+    options = list(inspect.signature(cls).parameters.values())[1:]  # after ``channels``
+    factory.__signature__ = inspect.Signature(fixed + options)
+    factory.__doc__ = cls.__doc__
+    factory.task = "super_resolution"  # the experiment runner checks models fit the data
+    MODELS.register(name)(factory)
 
 
-@_super_resolution("mini_espcn")
-def mini_espcn(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: int = 64,
-    act: str = "tanh",
-) -> MiniESPCN:
-    """Mini-ESPCN: ESPCN without its middle conv layer."""
-    channels = _image_channels("mini_espcn", input_shape, num_outputs)
-    return MiniESPCN(channels, scale, features, act)
-
-
-@_super_resolution("faster_espcn")
-def faster_espcn(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: tuple[int, int] = (64, 32),
-    act: str = "tanh",
-) -> FasterESPCN:
-    """Faster-ESPCN: transposed-conv upsampling instead of pixel shuffle."""
-    channels = _image_channels("faster_espcn", input_shape, num_outputs)
-    return FasterESPCN(channels, scale, tuple(features), act)
-
-
-@_super_resolution("espcn_finn")
-def espcn_finn(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: tuple[int, int] = (64, 32),
-) -> FinnESPCN:
-    """FINN-friendly ESPCN: Conv-BN-ReLU, nearest-neighbour resize, conv."""
-    channels = _image_channels("espcn_finn", input_shape, num_outputs)
-    return FinnESPCN(channels, scale, tuple(features))
-
-
-@_super_resolution("srresnet")
-def srresnet(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: int = 32,
-    blocks: int = 4,
-) -> SRResNet:
-    """A small SRResNet (SRGAN generator): residual blocks + pixel-shuffle upsampling."""
-    channels = _image_channels("srresnet", input_shape, num_outputs)
-    return SRResNet(channels, scale, features, blocks)
-
-
-@_super_resolution("rrdb_net")
-def rrdb_net(
-    input_shape: tuple[int, ...],
-    num_outputs: int,
-    scale: int = 2,
-    features: int = 32,
-    growth: int = 16,
-    blocks: int = 2,
-) -> RRDBNet:
-    """A small ESRGAN generator: RRDB blocks, no BatchNorm, resize-conv upsampling."""
-    channels = _image_channels("rrdb_net", input_shape, num_outputs)
-    return RRDBNet(channels, scale, features, growth, blocks)
+for _name, _cls in (
+    ("espcn", ESPCN),
+    ("mini_espcn", MiniESPCN),
+    ("faster_espcn", FasterESPCN),
+    ("espcn_finn", FinnESPCN),
+    ("srresnet", SRResNet),
+    ("rrdb_net", RRDBNet),
+):
+    _register(_name, _cls)
