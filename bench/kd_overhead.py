@@ -18,8 +18,9 @@ import time
 
 import torch
 
-from qdistill.data import Batches, build_dataset
+from qdistill.data import build_dataset
 from qdistill.distill import DistillConfig, TeacherOutputCache, distill
+from qdistill.experiment.steps import training_batches
 from qdistill.models import build_model
 from qdistill.train import TrainConfig, fit
 
@@ -36,13 +37,7 @@ def measure_pair(data, teacher, student, config, kd, rounds: int) -> tuple[dict,
     cache_build = time.perf_counter() - started
 
     def batches():
-        return Batches(
-            data.train,
-            64,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(0),
-            with_index=True,
-        )
+        return training_batches(data, 64, seed=0)
 
     variants = {
         "plain": lambda s: fit(s, batches(), config, quiet=True),

@@ -67,26 +67,11 @@ def write_idx(path, array, compress=False):
 def write_fake_mnist(root, compress=False, n_train=24, n_test=10):
     rng = np.random.default_rng(0)
     suffix = ".gz" if compress else ""
-    write_idx(
-        root / f"train-images-idx3-ubyte{suffix}",
-        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        compress,
-    )
-    write_idx(
-        root / f"train-labels-idx1-ubyte{suffix}",
-        (np.arange(n_train) % 10).astype(np.uint8),
-        compress,
-    )
-    write_idx(
-        root / f"t10k-images-idx3-ubyte{suffix}",
-        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        compress,
-    )
-    write_idx(
-        root / f"t10k-labels-idx1-ubyte{suffix}",
-        (np.arange(n_test) % 10).astype(np.uint8),
-        compress,
-    )
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images, compress)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress)
 
 
 @pytest.fixture

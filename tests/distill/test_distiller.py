@@ -29,14 +29,9 @@ def models():
     return teacher, student
 
 
-def _batches(digits, **kw):
+def _batches(digits):
     return Batches(
-        digits.train,
-        64,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-        with_index=True,
-        **kw,
+        digits.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0), with_index=True
     )
 
 

@@ -116,23 +116,23 @@ class SRData:
         return PatchBatches(self, batch_size, generator, augment)
 
     def sample_inputs(self, count: int) -> torch.Tensor:
-        """``count`` LR crops of input_shape from the test images (for exports, benchmarks)."""
-        crops = []
+        """``count`` LR crops of input_shape from the test images (for exports, benchmarks):
+        the images in turn, each crop at a different position."""
         size = self.lr_patch
-        while len(crops) < count:
-            for pair in self.test:
-                lr, _ = pair.tensors(self.channels)
-                height, width = lr.shape[-2:]
-                k = len(crops)
-                top = (k * 7 * size) % max(height - size, 1)
-                left = (k * 11 * size) % max(width - size, 1)
-                crop = lr[0, :, top : top + size, left : left + size]
-                if crop.shape[-2:] == (size, size):
-                    crops.append(crop)
-                if len(crops) == count:
-                    break
-            if not crops:
-                raise DatasetError(f"test images are smaller than lr_patch={size}")
+        images = [
+            to_model_space(p.lr[None], self.channels)[0]
+            for p in self.test
+            if min(p.lr.shape[-2:]) >= size
+        ]
+        if not images:
+            raise DatasetError(f"test images are smaller than lr_patch={size}")
+        crops = []
+        for k in range(count):
+            lr = images[k % len(images)]
+            height, width = lr.shape[-2:]
+            top = (k * 7 * size) % max(height - size, 1)
+            left = (k * 11 * size) % max(width - size, 1)
+            crops.append(lr[:, top : top + size, left : left + size])
         return torch.stack(crops)
 
     def summary(self) -> dict[str, Any]:

@@ -10,7 +10,11 @@ import torch
 
 from qdistill.data import build_dataset
 from qdistill.errors import CheckpointError, ConfigError
-from qdistill.experiment.steps import quantize_calibrated, train_with_validation
+from qdistill.experiment.steps import (
+    quantize_calibrated,
+    train_with_validation,
+    validation_sensitivity,
+)
 from qdistill.experiment.tasks import make_task
 from qdistill.export import ExportReport, export_model
 from qdistill.hardware import model_size
@@ -198,24 +202,14 @@ def sensitivity_checkpoint(
 ) -> dict[str, Any]:
     """Quantize each stage (or layer) of a float checkpoint alone at ``bits`` and score it
     on the validation split; with ``low``/``high``/``budget`` also allocate a plan."""
-    import itertools
-
-    from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of, measure_sensitivity
+    from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of
 
     model, metadata = load_model(checkpoint)
     if is_quantized(model):
         raise CheckpointError(f"{checkpoint} is quantized; measure sensitivity on the float model")
     data, _ = _checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
-    calibration = list(itertools.islice(task.calibration_batches(), calibration_batches))
-    baseline, scores = measure_sensitivity(
-        model,
-        bits,
-        lambda m: task.validate(m)[task.monitor],
-        calibration,
-        len(calibration),
-        granularity,
-    )
+    baseline, scores = validation_sensitivity(model, task, bits, granularity, calibration_batches)
     result: dict[str, Any] = {"metric": task.monitor, "float": baseline, "units": scores}
     if low and high and budget:
         budget_bytes = budget_bytes_of(model, int(budget) if budget.isdigit() else budget)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -37,12 +36,13 @@ from qdistill.experiment.steps import (
     quantize_calibrated,
     train_with_validation,
     training_summary,
+    validation_sensitivity,
 )
-from qdistill.experiment.tasks import Task, make_task, save_reference_crops
+from qdistill.experiment.tasks import Task, make_task
 from qdistill.hardware import count_parameters, model_size
 from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.quant import QuantPlan
-from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of, measure_sensitivity
+from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.train import TrainConfig
 
@@ -85,7 +85,7 @@ class RunContext:
 
     def _sample_hooks(self, desc: str) -> dict[str, list] | None:
         """With evaluation.sample_images, write each epoch's SR output of a test crop."""
-        if not (self.config.evaluation.sample_images and self.task.kind == "super_resolution"):
+        if not self.config.evaluation.sample_images:
             return None
         folder = self.out_dir / "samples" / desc.replace("/", "-")
 
@@ -157,9 +157,10 @@ class RunContext:
         ).to(self.device)
 
 
-def check_models_fit_task(config: ExperimentConfig, kind: str) -> None:
+def check_models_fit_task(config: ExperimentConfig, task: Task) -> None:
     """Every model of the experiment must suit the dataset's task (and its distillation
     loss the model's outputs)."""
+    kind = task.kind
     models = [config.teacher.model] + [s.model for s in config.students if s.model]
     for model_cfg in models:
         if model_task(model_cfg.name) != kind:
@@ -167,13 +168,12 @@ def check_models_fit_task(config: ExperimentConfig, kind: str) -> None:
                 f"model {model_cfg.name!r} is a {model_task(model_cfg.name).replace('_', '-')} "
                 f"model but dataset {config.data.name!r} is a {kind.replace('_', '-')} dataset"
             )
-    wanted = "pixel_kd" if kind == "super_resolution" else "kd_kl"
     for student in config.students:
         distillation = student.distillation
-        if distillation is not None and distillation.loss != wanted:
+        if distillation is not None and distillation.loss != task.distill_loss:
             raise ConfigError(
                 f"student {student.name!r}: distill.loss {distillation.loss!r} does not fit a "
-                f"{kind.replace('_', '-')} model; use {wanted}"
+                f"{kind.replace('_', '-')} model; use {task.distill_loss}"
             )
 
 
@@ -228,17 +228,9 @@ def allocate_plan(
     ctx: RunContext, model: nn.Module, allocation: AllocationConfig, desc: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure each unit's sensitivity on the validation split and allocate bit widths."""
-    calibration = list(
-        itertools.islice(ctx.task.calibration_batches(), allocation.calibration_batches)
-    )
     probe = allocation.probe or allocation.low
-    baseline, scores = measure_sensitivity(
-        model,
-        probe,
-        lambda m: ctx.task.validate(m)[ctx.task.monitor],
-        calibration,
-        len(calibration),
-        allocation.granularity,
+    baseline, scores = validation_sensitivity(
+        model, ctx.task, probe, allocation.granularity, allocation.calibration_batches
     )
     budget = budget_bytes_of(model, allocation.budget)
     plan = allocate_bits(model, scores, allocation.low, allocation.high, budget)
@@ -347,8 +339,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     metrics = ctx.task.evaluate(model)
     if quantized:
         metrics.update(ctx.task.integer_metrics(model))
-    if ctx.task.kind == "super_resolution":
-        ctx.task.save_sample(model, ctx.out_dir / "images" / f"{run.name}-s{run.seed}.png")
+    ctx.task.save_sample(model, ctx.out_dir / "images" / f"{run.name}-s{run.seed}.png")
     size = model_size(model)
     checkpoint = ctx.out_dir / "checkpoints" / f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
     ctx.save(
@@ -368,7 +359,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "experiment": config.name,
         "task": ctx.task.kind,
         "headline": ctx.task.headline,
-        **({"lpips": ctx.task.lpips.reason} if ctx.task.kind == "super_resolution" else {}),
+        **ctx.task.record_fields(),
         "name": run.name,
         "group": run.student.name if run.student else run.name,
         "model": model_cfg.name,
@@ -423,10 +414,9 @@ def run_experiment(
     task = make_task(
         data, resolve_device(config.device), config.eval_batch_size, config.evaluation.lpips_weights
     )
-    check_models_fit_task(config, task.kind)
+    check_models_fit_task(config, task)
     ctx = RunContext(config, out_dir, task)
-    if task.kind == "super_resolution":
-        save_reference_crops(task, out_dir / "images")
+    task.prepare_outputs(out_dir / "images")
     (out_dir / "experiment.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     to_do = sum(run.run_id not in done for run in runs)
     console.print(

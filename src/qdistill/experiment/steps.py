@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +13,7 @@ from torch import nn
 from qdistill.data import Augmentation, Batches, ClassificationData
 from qdistill.metrics import evaluate_classifier
 from qdistill.quant import calibrate, quantize
+from qdistill.quant.sensitivity import Sensitivity, measure_sensitivity
 from qdistill.train import TrainConfig, TrainResult, fit
 
 SPLITS = ("train", "val", "test")
@@ -94,3 +96,20 @@ def quantize_calibrated(
     started = time.perf_counter()
     calibrate(prepared, batches, calibration_batches, device)
     return prepared, round(time.perf_counter() - started, 3)
+
+
+def validation_sensitivity(
+    model: nn.Module, task: Any, bits: Any, granularity: str, calibration_batches: int
+) -> tuple[float, list[Sensitivity]]:
+    """Each stage (or layer) of a float model quantized alone at ``bits`` (PTQ on the
+    task's first ``calibration_batches`` calibration batches, the same for every unit),
+    scored by the task's validation monitor."""
+    calibration = list(itertools.islice(task.calibration_batches(), calibration_batches))
+    return measure_sensitivity(
+        model,
+        bits,
+        lambda m: task.validate(m)[task.monitor],
+        calibration,
+        len(calibration),
+        granularity,
+    )

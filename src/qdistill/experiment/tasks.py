@@ -29,6 +29,7 @@ from qdistill.train.loop import LossFn, classification_loss
 
 class ClassificationTask:
     kind = "classification"
+    distill_loss = "kd_kl"
     monitor = "val_acc"
     headline = "test_acc"
     unit = "%"
@@ -67,9 +68,19 @@ class ClassificationTask:
     def sample_inputs(self, count: int) -> torch.Tensor:
         return self.data.sample_inputs(count)
 
+    def record_fields(self) -> dict[str, Any]:
+        return {}
+
+    def prepare_outputs(self, folder: Path) -> None:
+        """Classifiers produce no pictures."""
+
+    def save_sample(self, model: nn.Module, path: Path) -> None:
+        """Classifiers produce no pictures."""
+
 
 class SuperResolutionTask:
     kind = "super_resolution"
+    distill_loss = "pixel_kd"
     monitor = "val_psnr_y"
     headline = "test_psnr_y"
     unit = " dB"
@@ -83,6 +94,7 @@ class SuperResolutionTask:
     ) -> None:
         self.data, self.device, self.batch_size = data, device, batch_size
         self.lpips = lpips_metric(lpips_weights)
+        self._split_tensors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
     def num_outputs(self) -> int:
@@ -121,8 +133,12 @@ class SuperResolutionTask:
             rows.append(row)
         return {f"{prefix}_{key}": sum(r[key] for r in rows) / len(rows) for key in rows[0]}
 
-    def _pairs(self, split: str):
-        return [pair.tensors(self.data.channels) for pair in self.data.split(split)]
+    def _pairs(self, split: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(LR, HR) float tensors of a split, converted once (validation runs every epoch)."""
+        if split not in self._split_tensors:
+            pairs = self.data.split(split)
+            self._split_tensors[split] = [p.tensors(self.data.channels) for p in pairs]
+        return self._split_tensors[split]
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         outputs = ((self.upscale(model, lr), hr) for lr, hr in self._pairs("val"))
@@ -156,20 +172,25 @@ class SuperResolutionTask:
     def sample_inputs(self, count: int) -> torch.Tensor:
         return self.data.sample_inputs(count)
 
-    def save_sample(self, model: nn.Module, path: Path, crop: int = 128) -> None:
+    def record_fields(self) -> dict[str, Any]:
+        return {"lpips": self.lpips.reason}
+
+    def prepare_outputs(self, folder: Path) -> None:
+        """LR (pixels repeated), bicubic and HR crops of the first test image, matching
+        the crops every run saves: the fixed columns of the report's picture grid."""
+        lr, hr = self._pairs("test")[0]
+        size = tuple(hr.shape[-2:])
+        nearest = torch.nn.functional.interpolate(lr, size=size, mode="nearest")
+        for name, image in (("lr", nearest), ("bicubic", bicubic_resize(lr, size)), ("hr", hr)):
+            save_png(sample_crop(image, SAMPLE_CROP), folder / f"{name}.png")
+
+    def save_sample(self, model: nn.Module, path: Path) -> None:
         """Write the model's output for a crop of the first test image as a PNG."""
         lr, _ = self._pairs("test")[0]
-        save_png(sample_crop(self.upscale(model, lr), crop), path)
+        save_png(sample_crop(self.upscale(model, lr), SAMPLE_CROP), path)
 
 
-def save_reference_crops(task: SuperResolutionTask, folder: Path, crop: int = 128) -> None:
-    """LR (pixels repeated), bicubic and HR crops of the first test image, matching the
-    crops every run saves: the fixed columns of the report's picture grid."""
-    lr, hr = task._pairs("test")[0]
-    size = tuple(hr.shape[-2:])
-    nearest = torch.nn.functional.interpolate(lr, size=size, mode="nearest")
-    for name, image in (("lr", nearest), ("bicubic", bicubic_resize(lr, size)), ("hr", hr)):
-        save_png(sample_crop(image, crop), folder / f"{name}.png")
+SAMPLE_CROP = 128  # pixels (HR) of the picture-grid crop
 
 
 def sample_crop(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -36,6 +36,10 @@ class Sensitivity:
         return asdict(self)
 
 
+def _in_unit(layer: str, unit: str) -> bool:
+    return layer == unit or layer.startswith(f"{unit}.")
+
+
 def sensitivity_units(model: nn.Module, granularity: Granularity = "stages") -> list[str]:
     """The units to probe: the model's ``stages`` (or its top-level children) that hold
     quantizable layers, or every quantizable layer."""
@@ -45,7 +49,7 @@ def sensitivity_units(model: nn.Module, granularity: Granularity = "stages") -> 
     if granularity != "stages":
         raise ConfigError(f"granularity must be 'stages' or 'layers', got {granularity!r}")
     stages = getattr(model, "stages", None) or [name for name, _ in model.named_children()]
-    return [s for s in stages if any(n == s or n.startswith(f"{s}.") for n in layer_names)]
+    return [s for s in stages if any(_in_unit(n, s) for n in layer_names)]
 
 
 def _unit_params(model: nn.Module, unit: str) -> tuple[int, int]:
@@ -105,14 +109,9 @@ def allocate_bits(
             f"even the all-{low} plan ({base} bytes) exceeds the budget of {budget_bytes} "
             "bytes; raise the budget or lower the low bit width"
         )
-    extra = {}
-    for s in sensitivities:
-        extra[s.unit] = plan_size_bytes(model, {"*": low, s.unit: high}) - base
-    ranked = sorted(
-        (s for s in sensitivities if s.drop > 0),
-        key=lambda s: s.drop / max(extra[s.unit], 1),
-        reverse=True,
-    )
+    candidates = [s for s in sensitivities if s.drop > 0]
+    extra = {s.unit: plan_size_bytes(model, {"*": low, s.unit: high}) - base for s in candidates}
+    ranked = sorted(candidates, key=lambda s: s.drop / max(extra[s.unit], 1), reverse=True)
     for s in ranked:
         trial = {**plan, s.unit: high}
         if plan_size_bytes(model, trial) <= budget_bytes:
