@@ -116,3 +116,15 @@ def test_bundled_photos_split():
     assert len(names["train"]) == 10 and len(names["test"]) == 4
     for pair in data.test:
         assert pair.hr.shape[-2] == 3 * pair.lr.shape[-2]
+
+
+def test_bundled_photos_eval_crop():
+    full = build_dataset("photos", scale=2)
+    data = build_dataset("photos", scale=2, eval_crop=64)
+    for pair, whole in zip(data.test + data.val, full.test + full.val, strict=True):
+        assert pair.hr.shape[-2:] == (64, 64) and pair.lr.shape[-2:] == (32, 32)
+        top, left = (whole.hr.shape[-2] - 64) // 2, (whole.hr.shape[-1] - 64) // 2
+        assert torch.equal(pair.hr, whole.hr[:, top : top + 64, left : left + 64])
+    assert [p.hr.shape for p in data.train] == [p.hr.shape for p in full.train]
+    with pytest.raises(DatasetError, match="eval_crop 3 is too small"):
+        build_dataset("photos", scale=2, eval_crop=3)

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from qdistill.errors import ConfigError
 from qdistill.experiment import parse_experiment, run_experiment
@@ -13,7 +14,12 @@ def _config(**overrides):
         "name": "tiny-sr",
         "data": {
             "name": "photos",
-            "options": {"channels": "y", "lr_patch": 12, "patches_per_epoch": 32},
+            "options": {
+                "channels": "y",
+                "lr_patch": 12,
+                "patches_per_epoch": 32,
+                "eval_crop": 96,
+            },
         },
         "teacher": {
             "model": {"name": "espcn", "options": {"features": [8, 4]}},
@@ -23,7 +29,10 @@ def _config(**overrides):
             {
                 "name": "ptq",
                 "method": "ptq",
-                "bits": ["w8a8", {"allocate": {"low": "w2a2", "high": "w8a8", "budget": "w4a4"}}],
+                "bits": [
+                    "w8a8",
+                    {"allocate": {"levels": ["w2a2", "w4a4", "w8a8"], "budget": "w4a4"}},
+                ],
                 "calibration_batches": 2,
             },
             {
@@ -48,6 +57,7 @@ def _config(**overrides):
                 },
                 "calibration_batches": 2,
             },
+            {"name": "fp16", "method": "half", "half": {"keep_fp32": ["upsampling"]}},
         ],
         "evaluation": {"sample_images": True},
     }
@@ -58,7 +68,7 @@ def _config(**overrides):
 def test_super_resolution_experiment_end_to_end(tmp_path):
     outcome = run_experiment(parse_experiment(_config()), tmp_path)
     by_name = {r["name"]: r for r in outcome.records}
-    assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc", "mini-kd", "qkd"]
+    assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc", "mini-kd", "qkd", "fp16"]
     for record in outcome.records:
         metrics = record["metrics"]
         assert record["task"] == "super_resolution" and record["headline"] == "test_psnr_y"
@@ -77,11 +87,21 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
         "upsampling",
     }
     assert alloc["size_bytes"] <= alloc["sensitivity"]["budget_bytes"]
+    assert set(alloc["sensitivity"]["levels"]) == {"w2a2", "w4a4", "w8a8"}
     assert any((tmp_path / "samples").rglob("epoch-001.png"))
+    half, teacher = by_name["fp16"], by_name["teacher"]
+    assert half["bits"] == "fp16+fp32:upsampling" and half["plan"]["keep_fp32"] == ["upsampling"]
+    assert half["metrics"]["test_psnr_y"] == pytest.approx(
+        teacher["metrics"]["test_psnr_y"], abs=0.02
+    )
+    assert 0.5 < half["size_bytes"] / teacher["size_bytes"] < 0.7  # upsampling stays float32
+    model, _ = load_model(tmp_path / half["checkpoint"])
+    assert model.body[0].weight.dtype == torch.float16
+    assert model.upsampling[0].weight.dtype == torch.float32
     model, _ = load_model(tmp_path / by_name["mini-kd"]["checkpoint"])
     assert type(model).__name__ == "MiniESPCN"
     report = write_report(tmp_path, outcome.records).read_text()
-    for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Sensitivity and allocated"):
+    for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Drop at w4a4", "fp16+fp32"):
         assert text in report
     assert (tmp_path / "picture_grid.png").is_file()
 
@@ -106,3 +126,21 @@ def test_allocation_entries_are_validated():
     )
     with pytest.raises(ConfigError, match="no other keys"):
         parse_experiment(extra)
+    both = {"allocate": {"levels": ["w2a2", "w8a8"], "low": "w2a2"}}
+    with pytest.raises(ConfigError, match="either levels or low/high/probe"):
+        parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": both}]))
+    one = {"allocate": {"levels": ["w4a4"]}}
+    with pytest.raises(ConfigError, match="at least two different specs"):
+        parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": one}]))
+
+
+def test_half_students_are_validated():
+    trained = _config(students=[{"name": "h", "method": "half", "bits": "w8a8"}])
+    with pytest.raises(ConfigError, match="method half converts the trained float model"):
+        parse_experiment(trained)
+    misplaced = _config(students=[{"name": "q", "method": "ptq", "bits": "w8a8", "half": {}}])
+    with pytest.raises(ConfigError, match="'half' belongs to method half"):
+        parse_experiment(misplaced)
+    bad_dtype = _config(students=[{"name": "h", "method": "half", "half": {"dtype": "fp8"}}])
+    with pytest.raises(ConfigError, match=r"students\.0\.half\.dtype"):
+        parse_experiment(bad_dtype)

@@ -123,7 +123,7 @@ def test_failed_verification_keeps_the_file_aside(tmp_path, digits_inputs, monke
     import qdistill.export.api as api
 
     model = prepared("small_cnn", "w8a8", digits_inputs)
-    monkeypatch.setattr(api, "_within_tolerance", lambda comparison, fmt: False)
+    monkeypatch.setattr(api, "_within_tolerance", lambda comparison, fmt, half=False: False)
     with pytest.raises(ExportError, match=r"does not reproduce.*max \|diff\|"):
         export_model(model, tmp_path / "m.onnx", "onnx-qdq", digits_inputs[1])
     assert not (tmp_path / "m.onnx").exists()
@@ -178,6 +178,37 @@ def test_super_resolution_exports_compare_by_psnr(tmp_path, bits, fmt):
     assert report.passed and report.comparison.agreement is None
     assert report.comparison.psnr_db > 60
     assert {n.op_type for n in onnx.load(str(tmp_path / "sr.onnx")).graph.node} >= {"DepthToSpace"}
+
+
+def _runtime_ops(path) -> list[str]:
+    """The op types onnxruntime runs after its graph optimisations."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.optimized_model_filepath = str(path) + ".opt.onnx"
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "integer_convs"),
+    [  # the last convolution's output is the model's (float) output
+        ("espcn", {"act": "tanh"}, 0),  # tanh does not commute with quantization
+        ("espcn", {"act": "relu"}, 2),
+        ("espcn_finn", {}, 2),  # the second one through ReLU and a nearest-neighbour Resize
+    ],
+)
+def test_sr_qdq_runs_integer_convolutions_where_it_can(tmp_path, name, options, integer_convs):
+    torch.manual_seed(0)
+    lr = torch.rand(8, 1, 12, 12)
+    model = build_model(name, (1, 12, 12), 1, **options)
+    model(lr)  # BatchNorm statistics of espcn_finn
+    model = quantize(model.eval(), "w8a8", fold_bn=name == "espcn_finn")
+    calibrate(model, [lr])
+    path = tmp_path / "sr.onnx"
+    assert export_model(model.eval(), path, "onnx-qdq", lr).passed
+    assert _runtime_ops(path).count("QLinearConv") == integer_convs
 
 
 def test_agreement_ignores_near_ties():

@@ -54,13 +54,45 @@ def test_allocation_respects_the_budget_and_ranks_by_drop(tiny_sr):
         Sensitivity("feature_extraction", 1, 208, 0.0, -1.0),
     ]
     budget = budget_bytes_of(tiny_sr, "w6a6")
-    plan = allocate_bits(tiny_sr, fake, "w4a4", "w8a8", budget)
+    plan = allocate_bits(tiny_sr, {"w4a4": fake}, ["w4a4", "w8a8"], budget)
     assert plan_size_bytes(tiny_sr, plan) <= budget
     assert plan["upsampling"] == "w8a8"
     assert "feature_extraction" not in plan  # a drop <= 0 is never upgraded
     specs = layer_specs(quantize(tiny_sr, plan))
     assert specs["upsampling.0"].weight.bits == 8 and specs["feature_extraction.0"].weight.bits == 4
-    everything = allocate_bits(tiny_sr, fake, "w4a4", "w8a8", budget_bytes_of(tiny_sr, "w8a8"))
+    everything = allocate_bits(
+        tiny_sr, {"w4a4": fake}, ["w4a4", "w8a8"], budget_bytes_of(tiny_sr, "w8a8")
+    )
     assert everything == {"*": "w4a4", "upsampling": "w8a8", "body": "w8a8"}
     with pytest.raises(ConfigError, match="exceeds the budget"):
-        allocate_bits(tiny_sr, fake, "w4a4", "w8a8", 10)
+        allocate_bits(tiny_sr, {"w4a4": fake}, ["w4a4", "w8a8"], 10)
+
+
+def test_allocation_over_several_levels(tiny_sr):
+    from qdistill.quant.sensitivity import Sensitivity
+
+    def measured(up: float, body: float, fe: float) -> list[Sensitivity]:
+        return [
+            Sensitivity("upsampling", 1, 40, 0.0, up),
+            Sensitivity("body", 1, 292, 0.0, body),
+            Sensitivity("feature_extraction", 1, 208, 0.0, fe),
+        ]
+
+    levels = ["w2a2", "w4a4", "w8a8"]
+    drops = {"w2a2": measured(3.0, 2.0, 1.0), "w4a4": measured(0.5, 0.2, 0.1)}
+    budget = budget_bytes_of(tiny_sr, "w4a4")
+    plan = allocate_bits(tiny_sr, drops, levels, budget)
+    # 2 -> 4 bits recovers far more per byte than 4 -> 8 anywhere: uniform 4 bits
+    assert plan == {"*": "w2a2", "upsampling": "w4a4", "body": "w4a4", "feature_extraction": "w4a4"}
+    roomier = allocate_bits(tiny_sr, drops, levels, budget_bytes_of(tiny_sr, "w6a6"))
+    # then 8 bits by gain per byte: upsampling (0.5 for 72 bytes) fits the 626-byte budget
+    # (468 + 72); feature extraction (+100) and body (+144) no longer do
+    assert roomier == {
+        "*": "w2a2",
+        "upsampling": "w8a8",
+        "body": "w4a4",
+        "feature_extraction": "w4a4",
+    }
+    assert plan_size_bytes(tiny_sr, roomier) <= budget_bytes_of(tiny_sr, "w6a6")
+    two_levels = allocate_bits(tiny_sr, {"w2a2": drops["w2a2"]}, ["w2a2", "w8a8"], budget)
+    assert "body" not in two_levels  # 8 bits for the largest layer never fits this budget

@@ -112,4 +112,9 @@ def test_plan_round_trips_through_config():
     again = QuantPlan.from_config(plan.to_config())
     assert again.assign(LAYERS) == plan.assign(LAYERS)
     assert QuantPlan.from_config("w4a4").short == "w4a4"
-    assert plan.short == "mixed"
+    assert plan.short == "w4a4+last=w8a8"
+    labels = {"body.*": "w8a8", "features.0": None}
+    assert (
+        QuantPlan.from_config({"*": "w2a2", **labels}).short == "w2a2+body.-=w8a8+features.0=float"
+    )
+    assert QuantPlan.from_config({"body": "w8a8"}).short == "mixed"

@@ -108,6 +108,13 @@ def modcrop(image: torch.Tensor, scale: int) -> torch.Tensor:
     return image[..., : height - height % scale, : width - width % scale]
 
 
+def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` crop of an image (smaller sides are kept whole)."""
+    height, width = image.shape[-2:]
+    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
+    return image[..., top : top + size, left : left + size]
+
+
 def bicubic_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resampling of float (N, C, H, W) images in [0, 1], antialiased when
     shrinking (like MATLAB's imresize), clamped to [0, 1]."""

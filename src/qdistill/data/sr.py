@@ -19,6 +19,7 @@ from qdistill.data.images import (
     BUNDLED_TRAIN,
     BUNDLED_VAL,
     bundled_photo,
+    center_crop,
     downscale_uint8,
     image_files,
     modcrop,
@@ -205,8 +206,9 @@ class PatchBatches:
             )
 
 
-def _bundled(names: Sequence[str], scale: int) -> list[ImagePair]:
-    return [make_pair(name, bundled_photo(name), scale) for name in names]
+def _bundled(names: Sequence[str], scale: int, crop: int | None = None) -> list[ImagePair]:
+    photos = ((name, bundled_photo(name)) for name in names)
+    return [make_pair(n, center_crop(p, crop) if crop else p, scale) for n, p in photos]
 
 
 @DATASETS.register("photos")
@@ -215,19 +217,29 @@ def photos(
     channels: Channels = "rgb",
     lr_patch: int = 32,
     patches_per_epoch: int = 2048,
+    eval_crop: int | None = None,
 ) -> SRData:
     """The bundled default for super-resolution: natural photos shipped with scikit-image
-    and scikit-learn, split once into 10 training, 1 validation and 4 test photos."""
+    and scikit-learn, split once into 10 training, 1 validation and 4 test photos.
+
+    ``eval_crop`` (HR pixels) evaluates on the central crop of each validation and test
+    photo instead of the whole photo: quicker, and not comparable with full-photo runs."""
+    if eval_crop is not None and eval_crop < 2 * scale:
+        raise DatasetError(f"eval_crop {eval_crop} is too small; give at least {2 * scale}")
     return SRData(
         name="photos",
         scale=scale,
         channels=channels,
         train=_bundled(BUNDLED_TRAIN, scale),
-        val=_bundled(BUNDLED_VAL, scale),
-        test=_bundled(BUNDLED_TEST, scale),
+        val=_bundled(BUNDLED_VAL, scale, eval_crop),
+        test=_bundled(BUNDLED_TEST, scale, eval_crop),
         lr_patch=lr_patch,
         patches_per_epoch=patches_per_epoch,
-        info={"source": "scikit-image and scikit-learn sample photos", "lr": "bicubic"},
+        info={
+            "source": "scikit-image and scikit-learn sample photos",
+            "lr": "bicubic",
+            "eval_crop": eval_crop,
+        },
     )
 
 

@@ -213,6 +213,6 @@ def sensitivity_checkpoint(
     result: dict[str, Any] = {"metric": task.monitor, "float": baseline, "units": scores}
     if low and high and budget:
         budget_bytes = budget_bytes_of(model, int(budget) if budget.isdigit() else budget)
-        result["plan"] = allocate_bits(model, scores, low, high, budget_bytes)
+        result["plan"] = allocate_bits(model, {low: scores}, [low, high], budget_bytes)
         result["budget_bytes"] = budget_bytes
     return result

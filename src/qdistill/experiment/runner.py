@@ -29,6 +29,7 @@ from qdistill.experiment.results import ResultsStore
 from qdistill.experiment.schema import (
     AllocationConfig,
     ExperimentConfig,
+    HalfConfig,
     ModelConfig,
     allocation_of,
 )
@@ -42,6 +43,7 @@ from qdistill.experiment.tasks import Task, make_task
 from qdistill.hardware import count_parameters, model_size
 from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.quant import QuantPlan
+from qdistill.quant.half import half_precision, is_half
 from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.train import TrainConfig
@@ -212,15 +214,18 @@ def float_model(
 
 
 def _bit_widths(bits: Any) -> tuple[int | None, int | None]:
-    """(weight bits, activation bits) of a uniform plan; None for mixed plans."""
+    """(weight bits, activation bits) of a plan's default rule ('*'); None for plans
+    without one and for allocated plans."""
     if bits is None:
         return 32, 32
     if allocation_of(bits):
         return None, None
-    plan = QuantPlan.from_config(bits)
-    if plan.short == "mixed":
+    defaults = [spec for pattern, spec in QuantPlan.from_config(bits).rules if pattern == "*"]
+    if not defaults:
         return None, None
-    spec = plan.rules[0][1]
+    spec = defaults[-1]
+    if spec is None:
+        return 32, 32
     return (spec.weight.bits if spec.weight else 32), (spec.act.bits if spec.act else 32)
 
 
@@ -228,20 +233,26 @@ def allocate_plan(
     ctx: RunContext, model: nn.Module, allocation: AllocationConfig, desc: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure each unit's sensitivity on the validation split and allocate bit widths."""
-    probe = allocation.probe or allocation.low
-    baseline, scores = validation_sensitivity(
-        model, ctx.task, probe, allocation.granularity, allocation.calibration_batches
-    )
+    levels = allocation.level_list
+    measured: dict[str, list] = {}
+    for probe in allocation.probes:
+        baseline, scores = validation_sensitivity(
+            model, ctx.task, probe, allocation.granularity, allocation.calibration_batches
+        )
+        # a probe other than the lowest level stands in for it (low/high allocation)
+        measured[probe if probe in levels else levels[0]] = scores
+        drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in scores)
+        console.print(f"  {desc}: sensitivity at {probe} ({ctx.task.monitor} drop): {drops}")
     budget = budget_bytes_of(model, allocation.budget)
-    plan = allocate_bits(model, scores, allocation.low, allocation.high, budget)
-    drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in scores)
-    console.print(f"  {desc}: sensitivity at {probe} ({ctx.task.monitor} drop): {drops}")
+    plan = allocate_bits(model, measured, levels, budget)
     console.print(f"  {desc}: allocated plan {plan} (budget {budget} bytes)")
+    first = allocation.probes[0]
     report = {
-        "probe": probe,
+        "probe": first,
         "metric": ctx.task.monitor,
         "float_score": baseline,
-        "units": [s.to_dict() for s in scores],
+        "units": [s.to_dict() for s in measured[levels[0]]],
+        "levels": {level: [s.to_dict() for s in scores] for level, scores in measured.items()},
         "budget_bytes": budget,
     }
     return plan, report
@@ -319,6 +330,8 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         model, _ = float_model(ctx, student.model, pretrain, run.seed, f"{run.name}-float")
 
     calibration_s = None
+    if student is not None and student.method == "half":
+        model = half_precision(model, (student.half or HalfConfig()).plan)
     quantized = student is not None and student.method in ("ptq", "qat", "qkd")
     plan, sensitivity = run.bits, None
     allocation = allocation_of(run.bits)
@@ -354,6 +367,10 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         },
     )
     w_bits, a_bits = _bit_widths(run.bits)
+    label = bits_label(run.bits)
+    if is_half(model):
+        plan, label = model.half_plan.to_config(), model.half_plan.label
+        w_bits = a_bits = None if model.half_plan.keep_fp32 else 16
     return {
         "run_id": run.run_id,
         "experiment": config.name,
@@ -365,7 +382,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "model": model_cfg.name,
         "method": run.method,
         "phases": student.phases.label if student and student.phases else None,
-        "bits": bits_label(run.bits),
+        "bits": label,
         "plan": plan,
         "sensitivity": sensitivity,
         "w_bits": w_bits,

@@ -14,8 +14,10 @@ A student without ``model`` is the teacher's architecture initialised from the
 teacher's weights; a student with another ``model`` starts from that model
 trained in float (``pretrain``, by default the teacher's training recipe), or
 from random weights with ``init: scratch``. ``distill`` makes a float or QAT
-student learn from the teacher; ``method: qkd`` runs the QKD ``phases``. Lists
-under ``bits``, ``distill.alpha`` and ``distill.temperature`` are swept.
+student learn from the teacher; ``method: qkd`` runs the QKD ``phases``; ``method:
+half`` runs the trained float model in float16/bfloat16, keeping ``half.keep_fp32``
+modules in float32. Lists under ``bits``, ``distill.alpha`` and
+``distill.temperature`` are swept.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from qdistill.distill.config import DistillConfig, QKDPhases
 from qdistill.errors import ConfigError
 from qdistill.models import MODELS
 from qdistill.quant import QuantPlan
+from qdistill.quant.half import HalfPlan
 from qdistill.train import TrainConfig
 
 
@@ -85,10 +88,13 @@ class AllocationConfig(_Strict):
     """Mixed precision chosen by measured sensitivity: each stage (or layer) is quantized
     alone at ``probe`` bits (default ``low``) and scored on the validation split; the most
     sensitive get ``high`` bits, the rest ``low``, within the size ``budget`` (bytes, or a
-    uniform plan such as w6a6 whose size it must not exceed)."""
+    uniform plan such as w6a6 whose size it must not exceed). With ``levels`` (uniform
+    specs, low to high; replaces low/high/probe) every unit is probed at every level and
+    each gets the level that buys the most quality per byte."""
 
     low: str = "w4a4"
     high: str = "w8a8"
+    levels: list[str] | None = None
     budget: int | str = "w6a6"
     probe: str | None = None
     granularity: Literal["stages", "layers"] = "stages"
@@ -101,6 +107,16 @@ class AllocationConfig(_Strict):
             _check(lambda: QuantPlan.from_config(value))
         return value
 
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if len(value) < 2 or len(set(value)) < len(value):
+                raise ValueError("levels needs at least two different specs, low to high")
+            for level in value:
+                _check(lambda level=level: QuantPlan.from_config(level))
+        return value
+
     @field_validator("budget")
     @classmethod
     def _budget(cls, value: int | str) -> int | str:
@@ -109,6 +125,21 @@ class AllocationConfig(_Strict):
         if isinstance(value, str):
             _check(lambda: QuantPlan.from_config(value))
         return value
+
+    @model_validator(mode="after")
+    def _levels_replace_low_high(self) -> AllocationConfig:
+        if self.levels is not None and self.model_fields_set & {"low", "high", "probe"}:
+            raise ValueError("give either levels or low/high/probe, not both")
+        return self
+
+    @property
+    def probes(self) -> list[str]:
+        """The widths each unit is measured at."""
+        return list(self.levels) if self.levels else [self.probe or self.low]
+
+    @property
+    def level_list(self) -> list[str]:
+        return list(self.levels) if self.levels else [self.low, self.high]
 
 
 def allocation_of(bits: Any) -> AllocationConfig | None:
@@ -120,9 +151,21 @@ def allocation_of(bits: Any) -> AllocationConfig | None:
     return None
 
 
+class HalfConfig(_Strict):
+    """Half-precision inference (method ``half``): the type, and the modules (plan
+    patterns) that stay float32."""
+
+    dtype: Literal["float16", "bfloat16"] = "float16"
+    keep_fp32: list[str] = []
+
+    @property
+    def plan(self) -> HalfPlan:
+        return HalfPlan(self.dtype, tuple(self.keep_fp32))
+
+
 class StudentConfig(_Strict):
     name: str = Field(min_length=1)
-    method: Literal["float", "ptq", "qat", "qkd"]
+    method: Literal["float", "ptq", "qat", "qkd", "half"]
     model: ModelConfig | None = None
     init: Literal["pretrained", "scratch"] = "pretrained"
     bits: BitsValue | list[BitsValue] | None = None
@@ -133,6 +176,7 @@ class StudentConfig(_Strict):
     distill: DistillConfig | None = None  # learn from the teacher (float, qat, qkd)
     phases: QKDPhases | None = None  # qkd only
     compare_to: str | None = None  # report this student's gain over another student
+    half: HalfConfig | None = None  # method half only (default: all float16)
 
     @field_validator("bits")
     @classmethod
@@ -156,6 +200,15 @@ class StudentConfig(_Strict):
             raise ValueError("ptq of random weights is meaningless; use init: pretrained")
         if self.method == "ptq" and self.distill is not None:
             raise ValueError("method ptq does not train, so it cannot distil; use qat or qkd")
+        if self.method == "half":
+            extra = [k for k in ("bits", "train", "distill") if getattr(self, k) is not None]
+            if extra or self.init == "scratch":
+                raise ValueError(
+                    "method half converts the trained float model without training; remove "
+                    + (", ".join(repr(k) for k in extra) or "'init: scratch'")
+                )
+        elif self.half is not None:
+            raise ValueError(f"'half' belongs to method half, not {self.method}")
         if self.method == "qkd":
             if self.phases is None:
                 raise ValueError("method qkd needs 'phases' (self_study, co_study, tutoring)")

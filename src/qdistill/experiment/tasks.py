@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from qdistill.data import Augmentation, Batches, ClassificationData
-from qdistill.data.images import bicubic_resize
+from qdistill.data.images import bicubic_resize, center_crop
 from qdistill.data.sr import SRData
 from qdistill.distill.losses import pixel_loss
 from qdistill.experiment.steps import evaluate_splits, training_batches
@@ -182,22 +182,15 @@ class SuperResolutionTask:
         size = tuple(hr.shape[-2:])
         nearest = torch.nn.functional.interpolate(lr, size=size, mode="nearest")
         for name, image in (("lr", nearest), ("bicubic", bicubic_resize(lr, size)), ("hr", hr)):
-            save_png(sample_crop(image, SAMPLE_CROP), folder / f"{name}.png")
+            save_png(center_crop(image, SAMPLE_CROP), folder / f"{name}.png")
 
     def save_sample(self, model: nn.Module, path: Path) -> None:
         """Write the model's output for a crop of the first test image as a PNG."""
         lr, _ = self._pairs("test")[0]
-        save_png(sample_crop(self.upscale(model, lr), SAMPLE_CROP), path)
+        save_png(center_crop(self.upscale(model, lr), SAMPLE_CROP), path)
 
 
 SAMPLE_CROP = 128  # pixels (HR) of the picture-grid crop
-
-
-def sample_crop(image: torch.Tensor, size: int) -> torch.Tensor:
-    """The central ``size`` x ``size`` crop of a (1, C, H, W) image (the picture grid's view)."""
-    height, width = image.shape[-2:]
-    top, left = max((height - size) // 2, 0), max((width - size) // 2, 0)
-    return image[..., top : top + size, left : left + size]
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:

@@ -21,6 +21,7 @@ from qdistill.export.qonnx_format import to_qonnx
 from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
 from qdistill.export.verify import within_tolerance as _within_tolerance
 from qdistill.quant import is_quantized
+from qdistill.quant.half import is_half
 
 
 @dataclass
@@ -62,8 +63,9 @@ def export_model(
 ) -> ExportReport:
     """Export ``model`` to ``path`` and verify the written file against PyTorch.
 
-    ``onnx`` is the float computation (quantizers bypassed); ``onnx-qdq`` and ``qonnx``
-    need a quantized, calibrated model and carry its learned scales and zero points.
+    ``onnx`` is the float computation (quantizers bypassed; a half-precision model keeps
+    its float16 weights and casts); ``onnx-qdq`` and ``qonnx`` need a quantized,
+    calibrated model and carry its learned scales and zero points.
     The file is executed on ``sample_inputs`` and compared with the PyTorch outputs;
     beyond tolerance the export fails with the numbers (the file is kept beside the
     target as ``*.unverified.onnx`` for inspection). The report is also written as
@@ -94,7 +96,7 @@ def export_model(
         path=str(path),
         layers={layer.name: layer.label for layer in layers},
         comparison=comparison,
-        passed=_within_tolerance(comparison, fmt),
+        passed=_within_tolerance(comparison, fmt, half=is_half(model)),
         opset=max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         ir_version=proto.ir_version,
         file_bytes=proto.ByteSize(),
@@ -110,7 +112,7 @@ def verify_file(path: str | Path, model: nn.Module, sample_inputs: torch.Tensor,
     with torch.no_grad():
         reference = reference_model(sample_inputs.cpu()).numpy()
     comparison = compare_outputs(reference, run_exported(proto, sample_inputs.numpy(), fmt))
-    return comparison, _within_tolerance(comparison, fmt)
+    return comparison, _within_tolerance(comparison, fmt, half=is_half(model))
 
 
 def _write(proto: onnx.ModelProto, path: Path, report: ExportReport, write_report: bool):

@@ -113,8 +113,26 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
 # Ops between two quantized layers that commute with the next layer's input
 # quantization: quantizing before or after them gives the same values.
 _MONOTONE = ("MaxPool",)  # commute with any (monotone) quantizer
-_SHAPE_ONLY = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose")
+_SHAPE_ONLY = (
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Transpose",
+    "DepthToSpace",
+    "SpaceToDepth",
+)
 _RELU = ("Relu",)  # commutes when the lowest code means 0 (zero point == q_min)
+
+
+def _commutes(node: onnx.NodeProto) -> bool:
+    """Whether ``node`` commutes with an elementwise quantizer: it moves or copies values
+    (reshapes, pixel shuffles, nearest-neighbour resizes), takes a max, or is a ReLU."""
+    if node.op_type == "Resize":
+        modes = [a.s for a in node.attribute if a.name == "mode"]
+        return modes == [b"nearest"]
+    return node.op_type in _MONOTONE + _SHAPE_ONLY + _RELU
 
 
 def _single_consumer(editor: GraphEditor, tensor: str):
@@ -137,7 +155,7 @@ def _requantize_layer_outputs(editor: GraphEditor, layer_outputs: set[str]) -> N
     for quantizer in quantizers:
         tensor, path_ops = quantizer.input[0], []
         node = producers.get(tensor)
-        while node is not None and node.op_type in _MONOTONE + _SHAPE_ONLY + _RELU:
+        while node is not None and _commutes(node):
             if _single_consumer(editor, node.output[0]) is None:
                 break
             path_ops.append(node)

@@ -3,7 +3,7 @@
 The metadata records the registered model name and options, the input shape and
 output count, and, for quantized models, the per-layer plan (and whether
 BatchNorm was folded) so the same fake-quant structure is prepared before the
-weights, scales and ranges are loaded.
+weights, scales and ranges are loaded; half-precision models record their plan.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import nn
 from qdistill.errors import CheckpointError, QdistillError
 from qdistill.models.registry import build_model
 from qdistill.quant import is_quantized, plan_of, quantize
+from qdistill.quant.half import HalfPlan, half_plan_of, half_precision
 from qdistill.train.checkpoint import load_checkpoint, load_state_into, save_checkpoint
 
 FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ def save_model(
         "num_outputs": num_outputs,
         "quant_plan": plan_of(model).to_config() if is_quantized(model) else None,
         "fold_bn": fold_bn,
+        "half_precision": half_plan_of(model),
         **(extra or {}),
     }
     return save_checkpoint(path, model, metadata)
@@ -63,6 +65,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
         if metadata.get("quant_plan"):
             model = quantize(model, metadata["quant_plan"], fold_bn=metadata.get("fold_bn", False))
+        if metadata.get("half_precision"):
+            half = metadata["half_precision"]
+            model = half_precision(model, HalfPlan(half["dtype"], tuple(half["keep_fp32"])))
     except QdistillError as err:
         raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
     load_state_into(model, state, str(path))

@@ -13,6 +13,7 @@ otherwise silently leave layers unquantized).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -28,7 +29,7 @@ def _literal_chars(pattern: str) -> int:
     return sum(ch not in _WILDCARDS for ch in pattern)
 
 
-def _matches(pattern: str, name: str, index: int, count: int) -> bool:
+def pattern_matches(pattern: str, name: str, index: int, count: int) -> bool:
     if pattern == "@first":
         return index == 0
     if pattern == "@last":
@@ -83,7 +84,7 @@ class QuantPlan:
             best_key: tuple[int, int, int] | None = None
             best_spec: LayerQuantSpec | None = None
             for order, (pattern, spec) in enumerate(self.rules):
-                if not _matches(pattern, name, index, count):
+                if not pattern_matches(pattern, name, index, count):
                     continue
                 used.add(pattern)
                 positional = int(pattern in _POSITIONAL)
@@ -105,11 +106,17 @@ class QuantPlan:
 
     @property
     def short(self) -> str:
-        """'w4a4' for a uniform default plan, else 'mixed'."""
-        if len(self.rules) == 1 and self.rules[0][0] == "*":
-            spec = self.rules[0][1]
-            return spec.short if spec else "float"
-        return "mixed"
+        """'w4a4' for a uniform plan; a default with exceptions as e.g.
+        'w4a4+first=w4a8+upsampling=w8a8' (file-name safe); 'mixed' without a default."""
+        base = [spec for pattern, spec in self.rules if pattern == "*"]
+        if not base:
+            return "mixed"
+        label = base[-1].short if base[-1] else "float"
+        for pattern, spec in self.rules:
+            if pattern != "*":
+                name = re.sub(r"[^A-Za-z0-9._-]", "-", pattern.lstrip("@"))
+                label += f"+{name}={spec.short if spec else 'float'}"
+        return label
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{p!r}: {s.short if s else 'float'}" for p, s in self.rules)

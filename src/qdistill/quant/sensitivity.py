@@ -2,14 +2,15 @@
 
 Sensitivity: quantize one unit (a model stage such as ``feature_extraction``, or one
 layer) at a bit width, keep everything else float, calibrate, and measure how much a
-quality score drops. Allocation: start from a low-bit plan and give the high bit width
-to the units whose quantization hurt most, while the model stays within a size budget.
+quality score drops. Allocation: start from a low-bit plan and give higher bit widths to
+the units where they recover the most quality per byte, while the model stays within a
+size budget.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -91,32 +92,47 @@ def plan_size_bytes(model: nn.Module, plan: Any) -> int:
 
 def allocate_bits(
     model: nn.Module,
-    sensitivities: list[Sensitivity],
-    low: Any,
-    high: Any,
+    sensitivities: Mapping[str, list[Sensitivity]],
+    levels: Sequence[str],
     budget_bytes: int,
 ) -> dict[str, Any]:
-    """A plan: ``low`` everywhere, ``high`` for the most sensitive units that fit.
+    """A plan: the lowest of ``levels`` (uniform specs, low to high) everywhere, and
+    higher levels for the units where they buy the most quality per extra byte.
 
-    Units are upgraded greedily by measured drop per extra byte (so a small, sensitive
-    stage comes before a large one), skipping any upgrade that would exceed
-    ``budget_bytes``; units whose drop is not positive are never upgraded.
+    ``sensitivities[level]`` holds each unit's measured drop when quantized alone at that
+    level; a level without measurements counts as lossless (e.g. 8 bits when only the
+    low width was probed). Greedy: repeatedly apply the upgrade of one unit to a higher
+    level with the largest drop reduction per extra byte that keeps the plan within
+    ``budget_bytes``, until no upgrade reduces a drop and fits.
     """
+    low = levels[0]
     plan: dict[str, Any] = {"*": low}
-    base = plan_size_bytes(model, plan)
-    if base > budget_bytes:
+    size = plan_size_bytes(model, plan)
+    if size > budget_bytes:
         raise ConfigError(
-            f"even the all-{low} plan ({base} bytes) exceeds the budget of {budget_bytes} "
+            f"even the all-{low} plan ({size} bytes) exceeds the budget of {budget_bytes} "
             "bytes; raise the budget or lower the low bit width"
         )
-    candidates = [s for s in sensitivities if s.drop > 0]
-    extra = {s.unit: plan_size_bytes(model, {"*": low, s.unit: high}) - base for s in candidates}
-    ranked = sorted(candidates, key=lambda s: s.drop / max(extra[s.unit], 1), reverse=True)
-    for s in ranked:
-        trial = {**plan, s.unit: high}
-        if plan_size_bytes(model, trial) <= budget_bytes:
-            plan = trial
-    return plan
+    drops = {level: {s.unit: s.drop for s in sensitivities.get(level, [])} for level in levels}
+    units = [s.unit for s in sensitivities.get(low, [])]
+    current = dict.fromkeys(units, 0)  # index into levels
+    while True:
+        best: tuple[float, str, int, int] | None = None
+        for unit in units:
+            here = drops[levels[current[unit]]].get(unit, 0.0)
+            for index in range(current[unit] + 1, len(levels)):
+                gain = here - drops[levels[index]].get(unit, 0.0)
+                trial_size = plan_size_bytes(model, {**plan, unit: levels[index]})
+                if gain <= 0 or trial_size > budget_bytes:
+                    continue
+                ratio = gain / max(trial_size - size, 1)
+                if best is None or ratio > best[0]:
+                    best = (ratio, unit, index, trial_size)
+        if best is None:
+            return plan
+        _, unit, index, size = best
+        current[unit] = index
+        plan[unit] = levels[index]
 
 
 def budget_bytes_of(model: nn.Module, budget: int | str) -> int:

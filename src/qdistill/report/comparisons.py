@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,13 +10,14 @@ from qdistill.report.summary import Stat, SummaryRow
 
 
 def bits_order(label: str) -> tuple:
-    """Sort key: float first, then widest weights/activations first (w8a8 before w2a2)."""
+    """Sort key: float first, then widest weights/activations first (w8a8 before w2a2),
+    a uniform plan before its variants ('w4a4+first=w4a8'); other labels last."""
     if label == "float":
-        return (0, 0, 0)
-    if not label.startswith("w"):  # 'mixed' and 'alloc' plans come last
-        return (2, label)
-    digits = [int(part) for part in label.replace("w", " ").replace("a", " ").split()]
-    return (1, *[-d for d in digits])
+        return (0, 0, 0, "")
+    match = re.match(r"w(\d+)(?:a(\d+))?", label)
+    if match is None:  # 'mixed', 'alloc', 'fp16', ...
+        return (2, 0, 0, label)
+    return (1, -int(match[1]), -int(match[2] or 32), label)
 
 
 def pivot_by_bits(rows: list[SummaryRow], metric: str) -> tuple[list[str], list[list[str]]] | None:

@@ -118,26 +118,28 @@ def sensitivity_sections(records: list[dict[str, Any]]) -> list[str]:
             continue
         shown.add(record["name"])
         plan = record.get("plan") or {}
+        levels = report.get("levels") or {report["probe"]: report["units"]}
+        drops = {level: {u["unit"]: u["drop"] for u in units} for level, units in levels.items()}
         rows = [
             [
                 u["unit"],
                 str(u["layers"]),
                 f"{u['params']:,}",
-                f"{u['score']:.3f}",
-                f"{u['drop']:+.3f}",
+                *(f"{drops[level][u['unit']]:+.3f}" for level in levels),
                 str(plan.get(u["unit"], plan.get("*", ""))),
             ]
             for u in report["units"]
         ]
+        headers = ["Unit", "Layers", "Params", *(f"Drop at {lv}" for lv in levels), "Allocated"]
         lines += [
             "",
             f"## Sensitivity and allocated plan: {record['name']} (seed {record['seed']})",
             "",
-            f"Each unit quantized alone at {report['probe']} (PTQ), the rest float; "
-            f"{report['metric']} of the float model {report['float_score']:.3f}. Budget "
+            f"Each unit quantized alone (PTQ), the rest float; drop of {report['metric']} "
+            f"from the float model's {report['float_score']:.3f}. Budget "
             f"{report['budget_bytes']:,} bytes; the plan's size is "
             f"{record['size_bytes']:,} bytes.",
             "",
-            markdown_table(["Unit", "Layers", "Params", "Score", "Drop", "Allocated"], rows),
+            markdown_table(headers, rows),
         ]
     return lines
