@@ -39,6 +39,14 @@ class StagedSR(nn.Module):
         return x
 
 
+def _espcn_features(model: nn.Module, channels: int, features: tuple[int, int], act: str) -> int:
+    """Give ``model`` ESPCN's conv 5x5 -> conv 3x3 stages; return the body's width."""
+    first, second = features
+    model.feature_extraction = nn.Sequential(_conv(channels, first, 5), activation(act))
+    model.body = nn.Sequential(_conv(first, second, 3), activation(act))
+    return second
+
+
 class ESPCN(StagedSR):
     """ESPCN (Shi et al.): conv 5x5 64 -> conv 3x3 32 -> conv 3x3 to C*r^2 -> pixel shuffle.
 
@@ -49,10 +57,8 @@ class ESPCN(StagedSR):
     ) -> None:
         super().__init__()
         _check_scale(scale)
-        first, second = features
         self.scale = scale
-        self.feature_extraction = nn.Sequential(_conv(channels, first, 5), activation(act))
-        self.body = nn.Sequential(_conv(first, second, 3), activation(act))
+        second = _espcn_features(self, channels, features, act)
         self.upsampling = nn.Sequential(
             _conv(second, channels * scale * scale, 3), nn.PixelShuffle(scale)
         )
@@ -85,10 +91,8 @@ class FasterESPCN(StagedSR):
     ) -> None:
         super().__init__()
         _check_scale(scale)
-        first, second = features
         self.scale = scale
-        self.feature_extraction = nn.Sequential(_conv(channels, first, 5), activation(act))
-        self.body = nn.Sequential(_conv(first, second, 3), activation(act))
+        second = _espcn_features(self, channels, features, act)
         self.upsampling = nn.Sequential(
             nn.ConvTranspose2d(second, channels, scale + 2, stride=scale, padding=1)
         )

@@ -92,8 +92,8 @@ def half_precision(model: nn.Module, plan: HalfPlan | None = None) -> nn.Module:
     if is_half(model):
         raise ConfigError(f"the model already runs in half precision ({model.half_plan.label})")
     keep = kept_modules(model, plan.keep_fp32)
-    half = copy.deepcopy(model).to(HALF_DTYPES[plan.dtype])
     dtype = HALF_DTYPES[plan.dtype]
+    half = copy.deepcopy(model).to(dtype)
     _cast_hooks(half, dtype, torch.float32)
     for name in keep:
         module = half.get_submodule(name).float()
