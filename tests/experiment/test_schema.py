@@ -32,6 +32,13 @@ def test_plan_expands_bits_and_seeds(tiny_config):
     assert len(runs) == 10
 
 
+def test_plans_with_equal_widths_get_numbered_names(tiny_config):
+    ema_acts = {"bits": "w2a2", "act": {"range": "ema"}}
+    tiny_config["students"][0]["bits"] = ["w2a2", ema_acts]
+    names = [r.name for r in plan_runs(parse_experiment(tiny_config))]
+    assert names[1:3] == ["ptq-w2a2-1", "ptq-w2a2-2"]
+
+
 def test_run_ids_are_stable_and_depend_on_the_recipe(tiny_config):
     ids = {r.name: r.run_id for r in plan_runs(parse_experiment(tiny_config))}
     assert ids == {r.name: r.run_id for r in plan_runs(parse_experiment(tiny_config))}

@@ -50,6 +50,7 @@ def _config(**overrides):
                 "method": "qkd",
                 "bits": "w4a4",
                 "distill": {"loss": "pixel_kd", "alpha": 0.2},
+                "compare_to": "mini-kd",
                 "phases": {
                     "self_study": TINY_TRAIN,
                     "co_study": TINY_TRAIN,
@@ -104,6 +105,10 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Drop at w4a4", "fp16+fp32"):
         assert text in report
     assert (tmp_path / "picture_grid.png").is_file()
+    # a Y-only model has no RGB metrics and pixel-wise KD no temperature: no empty columns
+    assert by_name["qkd"]["temperature"] is None and "PSNR-RGB" not in report
+    effects = report.split("## Effect of distillation")[1]
+    assert "| mini-kd | w4a4 | 0.2 |" in effects and "| T |" not in effects
 
 
 def test_model_and_loss_must_fit_the_task(tmp_path):

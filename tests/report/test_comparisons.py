@@ -69,3 +69,12 @@ def test_alpha_temperature_grid():
     (grid,) = alpha_temperature_grids(summarize(records), "test_acc")
     assert grid.alphas == [0.2, 0.5] and grid.temperatures == [3, 8]
     assert grid.values[1][0].mean == pytest.approx(8.0)
+
+
+def test_pivot_keeps_plans_with_the_same_label_apart():
+    records = [record("q-w4a4", "q", "w4a4", 0, 70)]
+    records += [record(f"q-alloc-{i}", "q", "alloc", 0, acc) for i, acc in [(2, 80), (3, 75)]]
+    records += [record("p-w4a4", "p", "w4a4", 0, 60, method="ptq")]
+    headers, table = pivot_by_bits(summarize(records), "test_acc")
+    assert headers == ["Student", "Method", "w4a4", "alloc-2", "alloc-3"]
+    assert table[0] == ["q", "qat", "70.00", "80.00", "75.00"]

@@ -83,6 +83,11 @@ class DistillConfig(_Strict):
         ]
 
     @property
+    def uses_temperature(self) -> bool:
+        """Only the classifier loss softens outputs; pixel-wise KD has no temperature."""
+        return self.loss == "kd_kl"
+
+    @property
     def swept(self) -> list[str]:
         return [k for k in ("alpha", "temperature") if isinstance(getattr(self, k), list)]
 

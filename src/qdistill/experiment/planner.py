@@ -81,8 +81,8 @@ def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> 
     runs = []
     for index, bits in enumerate(bits_list):
         label = labels[index]
-        if labels.count(label) > 1:
-            label = f"{label}{index + 1}"
+        if labels.count(label) > 1:  # same widths, other quantizer options
+            label = f"{label}-{index + 1}"
         for point in points:
             parts = [student.name] + ([label] if len(bits_list) > 1 else [])
             if point is not None:

@@ -388,7 +388,9 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "w_bits": w_bits,
         "a_bits": a_bits,
         "alpha": run.distill.alpha if run.distill else None,
-        "temperature": run.distill.temperature if run.distill else None,
+        "temperature": (
+            run.distill.temperature if run.distill and run.distill.uses_temperature else None
+        ),
         "compare_to": student.compare_to if student else None,
         "seed": run.seed,
         "metrics": metrics,

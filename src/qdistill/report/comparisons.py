@@ -30,7 +30,7 @@ def pivot_by_bits(rows: list[SummaryRow], metric: str) -> tuple[list[str], list[
     for row in rows:
         if row.name == "teacher" or sweeps_kd(rows, row.group):
             continue
-        groups.setdefault(row.group, {})[row.bits] = row
+        groups.setdefault(row.group, {})[_column(row)] = row
     if len(groups) < 2 or max(len(g) for g in groups.values()) < 2:
         return None
     columns = sorted({bits for group in groups.values() for bits in group}, key=bits_order)
@@ -45,6 +45,13 @@ def pivot_by_bits(rows: list[SummaryRow], metric: str) -> tuple[list[str], list[
         ]
         table.append([group, method, *cells])
     return ["Student", "Method", *columns], table
+
+
+def _column(row: SummaryRow) -> str:
+    """The row's bit setting as its run name spells it: two plans of one student with
+    the same label (two allocations, 'alloc-6' and 'alloc-7') keep their own columns."""
+    prefix = row.group + "-"
+    return row.name[len(prefix) :] if row.name.startswith(prefix) else row.bits
 
 
 def sweeps_kd(rows: list[SummaryRow], group: str) -> bool:

@@ -108,6 +108,14 @@ def results_table(records: list[dict[str, Any]]) -> Table:
     return table
 
 
+def drop_empty_columns(
+    headers: list[str], rows: list[list[str]]
+) -> tuple[list[str], list[list[str]]]:
+    """Leave out the columns no row has a value in (e.g. RGB metrics of a Y-only model)."""
+    keep = [i for i in range(len(headers)) if any(row[i] for row in rows)]
+    return [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -190,11 +198,11 @@ def _comparison_sections(
             "",
             "## Effect of distillation",
             "",
-            f"Difference in {label.lower()} against the `compare_to` student, "
+            f"Difference in {label[0].lower() + label[1:]} against the `compare_to` student, "
             "paired by seed and bit width; ± is the standard error of the paired "
             "differences.",
             "",
-            markdown_table(headers, table),
+            markdown_table(*drop_empty_columns(headers, table)),
         ]
     return lines
 
@@ -326,12 +334,12 @@ def write_report(
         table = [sr_columns(r, teacher) for r in rows]
         if (bicubic := bicubic_columns(rows)) is not None:
             table.append(bicubic)
-        lines += ["", "## Results", "", markdown_table(SR_HEADERS, table)]
+        lines += ["", "## Results", "", markdown_table(*drop_empty_columns(SR_HEADERS, table))]
         lines += [
             "",
             "PSNR and SSIM of 8-bit outputs with a border of `scale` pixels cropped, on the Y "
-            "channel of YCbCr (BT.601) and on RGB; HaarPSI (piq; 1 = identical) is a "
-            "training-free perceptual similarity. "
+            "channel of YCbCr (BT.601) and, for RGB models, on RGB; HaarPSI (piq; 1 = "
+            "identical) is a training-free perceptual similarity. "
             + lpips_note(records)
             + " The quantized model's quality is that of the fake-quantized model; *integer "
             "model* is the same after `convert()`.",
