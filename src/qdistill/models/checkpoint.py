@@ -66,8 +66,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if metadata.get("quant_plan"):
             model = quantize(model, metadata["quant_plan"], fold_bn=metadata.get("fold_bn", False))
         if metadata.get("half_precision"):
-            half = metadata["half_precision"]
-            model = half_precision(model, HalfPlan(half["dtype"], tuple(half["keep_fp32"])))
+            model = half_precision(model, HalfPlan.from_config(metadata["half_precision"]))
     except QdistillError as err:
         raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
     load_state_into(model, state, str(path))

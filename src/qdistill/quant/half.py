@@ -46,6 +46,15 @@ class HalfPlan:
     def to_config(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "keep_fp32": list(self.keep_fp32)}
 
+    @classmethod
+    def from_config(cls, config: Any) -> HalfPlan:
+        try:
+            return cls(config["dtype"], tuple(config["keep_fp32"]))
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"half-precision plan {config!r} needs 'dtype' and a 'keep_fp32' list"
+            ) from None
+
 
 def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
     if isinstance(value, torch.Tensor) and value.is_floating_point():

@@ -115,6 +115,12 @@ def allocate_bits(
         )
     drops = {level: {s.unit: s.drop for s in sensitivities.get(level, [])} for level in levels}
     units = [s.unit for s in sensitivities.get(low, [])]
+    # Units are disjoint sets of layers and a layer's size depends only on its own spec,
+    # so each unit's extra bytes per level are measured once and add up.
+    extra = {
+        unit: [0] + [plan_size_bytes(model, {**plan, unit: level}) - size for level in levels[1:]]
+        for unit in units
+    }
     current = dict.fromkeys(units, 0)  # index into levels
     while True:
         best: tuple[float, str, int, int] | None = None
@@ -122,12 +128,12 @@ def allocate_bits(
             here = drops[levels[current[unit]]].get(unit, 0.0)
             for index in range(current[unit] + 1, len(levels)):
                 gain = here - drops[levels[index]].get(unit, 0.0)
-                trial_size = plan_size_bytes(model, {**plan, unit: levels[index]})
-                if gain <= 0 or trial_size > budget_bytes:
+                added = extra[unit][index] - extra[unit][current[unit]]
+                if gain <= 0 or size + added > budget_bytes:
                     continue
-                ratio = gain / max(trial_size - size, 1)
+                ratio = gain / max(added, 1)
                 if best is None or ratio > best[0]:
-                    best = (ratio, unit, index, trial_size)
+                    best = (ratio, unit, index, size + added)
         if best is None:
             return plan
         _, unit, index, size = best
