@@ -237,3 +237,41 @@ def test_demo_command_runs_the_shipped_demo(monkeypatch, capsys, tmp_path, tiny_
     code, out, _ = run_cli(monkeypatch, capsys, "demo", "--out", str(tmp_path / "demo"))
     assert code == 0 and asked == ["demo-digits"]
     assert "Report:" in out and (tmp_path / "demo" / "report.md").is_file()
+
+
+def test_sensitivity_command_probes_levels_and_allocates(monkeypatch, capsys, tmp_path):
+    ckpt = tmp_path / "sr.safetensors"
+    data = ["eval_crop=32", "lr_patch=8", "patches_per_epoch=16", "channels=y"]
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--model",
+        "espcn",
+        "--model-option",
+        "features=[8,4]",
+        "--data",
+        "photos",
+        *[arg for option in data for arg in ("--data-option", option)],
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        str(ckpt),
+    )
+    assert code == 0 and "test psnr y" in out
+    args = ["sensitivity", str(ckpt), "--calibration-batches", "1"]
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--levels", "w2a2,w4a4,w8a8")
+    assert code == 0 and "Drop at w2a2" in out and "Drop at w8a8" in out
+    assert "feature_extraction" in out and "Allocated plan" not in out
+    code, out, _ = run_cli(
+        monkeypatch, capsys, *args, "--levels", "w2a2,w4a4,w8a8", "--budget", "w4a4"
+    )
+    assert code == 0 and "Allocated plan" in out and "'*': 'w2a2'" in out
+    code, out, _ = run_cli(monkeypatch, capsys, *args, "--bits", "w3a3")
+    assert code == 0 and "Drop at w3a3" in out
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--levels", "w4a4")
+    assert_user_error(code, err, "levels needs at least two different specs")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--levels", "w2a2,w8a8", "--low", "w2a2")
+    assert_user_error(code, err, "either --levels or --low/--high")

@@ -212,6 +212,10 @@ def sensitivity(
     bits: Annotated[str, typer.Option(help="Bit width each unit is probed at.")] = "w4a4",
     granularity: Annotated[str, typer.Option(help="stages or layers.")] = "stages",
     calibration_batches: int = 8,
+    levels: Annotated[
+        str | None,
+        typer.Option(help="Probe every unit at each of these widths, low to high: w2a2,w4a4,w8a8."),
+    ] = None,
     low: Annotated[str | None, typer.Option(help="Allocate: bits of insensitive units.")] = None,
     high: Annotated[str | None, typer.Option(help="Allocate: bits of sensitive units.")] = None,
     budget: Annotated[
@@ -219,23 +223,44 @@ def sensitivity(
     ] = None,
 ) -> None:
     """Quantize one stage (or layer) at a time and report each one's quality drop;
-    with --low, --high and --budget, also allocate a mixed-precision plan."""
+    with --budget (and --levels, or --low and --high), also allocate a mixed-precision plan."""
+    from pydantic import ValidationError
     from rich.table import Table
 
     from qdistill.experiment.commands import sensitivity_checkpoint
+    from qdistill.experiment.schema import AllocationConfig, format_validation_error
 
-    if granularity not in ("stages", "layers"):
-        raise ConfigError(f"--granularity must be stages or layers, not {granularity!r}")
-    if any((low, high, budget)) and not all((low, high, budget)):
-        raise ConfigError("allocation needs all of --low, --high and --budget")
+    options: dict[str, Any] = {"granularity": granularity}
+    options["calibration_batches"] = calibration_batches
+    if levels is not None:
+        if low or high:
+            raise ConfigError("give either --levels or --low/--high, not both")
+        options["levels"] = [part.strip() for part in levels.split(",") if part.strip()]
+    elif low or high:
+        if not (low and high and budget):
+            raise ConfigError("allocation needs all of --low, --high and --budget")
+        options.update(low=low, high=high, probe=bits)
+    else:
+        options.update(low=bits, probe=bits)
+    if budget is not None:
+        options["budget"] = int(budget) if budget.isdigit() else budget
+    try:
+        allocation = AllocationConfig(**options)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "sensitivity options")) from None
     result = sensitivity_checkpoint(
-        checkpoint, bits, granularity, calibration_batches, low, high, budget
+        checkpoint, allocation, budget is not None, lambda line: console.print(f"  {line}")
     )
-    table = Table(title=f"Sensitivity at {bits} ({result['metric']}, float {result['float']:.3f})")
-    for header in ("Unit", "Layers", "Params", "Score", "Drop"):
+    drops = {
+        label: {s["unit"]: s["drop"] for s in scores} for label, scores in result["levels"].items()
+    }
+    first = next(iter(result["levels"].values()))
+    table = Table(title=f"Sensitivity ({result['metric']}, float {result['float_score']:.3f})")
+    for header in ("Unit", "Layers", "Params", *(f"Drop at {label}" for label in drops)):
         table.add_column(header, justify="left" if header == "Unit" else "right")
-    for s in result["units"]:
-        table.add_row(s.unit, str(s.layers), f"{s.params:,}", f"{s.score:.3f}", f"{s.drop:+.3f}")
+    for s in first:
+        row = [f"{by_unit[s['unit']]:+.3f}" for by_unit in drops.values()]
+        table.add_row(s["unit"], str(s["layers"]), f"{s['params']:,}", *row)
     console.print(table)
     if "plan" in result:
         console.print(f"Allocated plan ({result['budget_bytes']} bytes budget): {result['plan']}")

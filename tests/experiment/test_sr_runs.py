@@ -3,10 +3,12 @@ import torch
 
 from qdistill.errors import ConfigError
 from qdistill.experiment import parse_experiment, run_experiment
+from qdistill.experiment.schema import AllocationConfig
 from qdistill.models import load_model
 from qdistill.report import write_report
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 8, "pixel_loss": "l2"}
+LEARNED_W4A4 = {"bits": "w4a4", "weight": {"range": "learned"}, "act": {"range": "learned"}}
 
 
 def _config(**overrides):
@@ -31,7 +33,13 @@ def _config(**overrides):
                 "method": "ptq",
                 "bits": [
                     "w8a8",
-                    {"allocate": {"levels": ["w2a2", "w4a4", "w8a8"], "budget": "w4a4"}},
+                    {
+                        "allocate": {
+                            "levels": ["w2a2", LEARNED_W4A4, "w8a8"],
+                            "budget": "w4a4",
+                            "label": "alloc-lsq",
+                        }
+                    },
                 ],
                 "calibration_batches": 2,
             },
@@ -69,7 +77,7 @@ def _config(**overrides):
 def test_super_resolution_experiment_end_to_end(tmp_path):
     outcome = run_experiment(parse_experiment(_config()), tmp_path)
     by_name = {r["name"]: r for r in outcome.records}
-    assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc", "mini-kd", "qkd", "fp16"]
+    assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc-lsq", "mini-kd", "qkd", "fp16"]
     for record in outcome.records:
         metrics = record["metrics"]
         assert record["task"] == "super_resolution" and record["headline"] == "test_psnr_y"
@@ -77,11 +85,11 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
         assert metrics["bicubic_test_psnr_y"] > 25 and "test_lpips" not in metrics
         assert "no AlexNet weights" in record["lpips"] or "do not exist" in record["lpips"]
         assert (tmp_path / "images" / f"{record['name']}-s0.png").is_file()
-    for name in ("ptq-w8a8", "ptq-alloc", "mini-kd", "qkd"):
+    for name in ("ptq-w8a8", "ptq-alloc-lsq", "mini-kd", "qkd"):
         metrics = by_name[name]["metrics"]
         assert metrics["test_psnr_y_integer"] == pytest.approx(metrics["test_psnr_y"], abs=0.05)
-    alloc = by_name["ptq-alloc"]
-    assert alloc["bits"] == "alloc" and alloc["plan"]["*"] == "w2a2"
+    alloc = by_name["ptq-alloc-lsq"]
+    assert alloc["bits"] == "alloc-lsq" and alloc["plan"]["*"] == "w2a2"
     assert {u["unit"] for u in alloc["sensitivity"]["units"]} == {
         "feature_extraction",
         "body",
@@ -89,6 +97,7 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     }
     assert alloc["size_bytes"] <= alloc["sensitivity"]["budget_bytes"]
     assert set(alloc["sensitivity"]["levels"]) == {"w2a2", "w4a4", "w8a8"}
+    assert all(spec in ("w2a2", LEARNED_W4A4, "w8a8") for spec in alloc["plan"].values())
     assert any((tmp_path / "samples").rglob("epoch-001.png"))
     half, teacher = by_name["fp16"], by_name["teacher"]
     assert half["bits"] == "fp16+fp32:upsampling" and half["plan"]["keep_fp32"] == ["upsampling"]
@@ -105,6 +114,8 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Drop at w4a4", "fp16+fp32"):
         assert text in report
     assert (tmp_path / "picture_grid.png").is_file()
+    # every unit is at 2 bits (learned by default below 4) or at the learned 4-bit level
+    assert "(learned ranges)" in report.split("## Sensitivity and allocated plan")[1]
     # a Y-only model has no RGB metrics and pixel-wise KD no temperature: no empty columns
     assert by_name["qkd"]["temperature"] is None and "PSNR-RGB" not in report
     effects = report.split("## Effect of distillation")[1]
@@ -134,9 +145,23 @@ def test_allocation_entries_are_validated():
     both = {"allocate": {"levels": ["w2a2", "w8a8"], "low": "w2a2"}}
     with pytest.raises(ConfigError, match="either levels or low/high/probe"):
         parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": both}]))
-    one = {"allocate": {"levels": ["w4a4"]}}
-    with pytest.raises(ConfigError, match="at least two different specs"):
-        parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": one}]))
+    for levels in (["w4a4"], ["w4a4", {"bits": "w4a4"}]):
+        one = {"allocate": {"levels": levels}}
+        with pytest.raises(ConfigError, match="at least two different specs"):
+            parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": one}]))
+    floating = {"allocate": {"levels": ["w4a4", "float"]}}
+    with pytest.raises(ConfigError, match="keeps layers float"):
+        parse_experiment(_config(students=[{"name": "p", "method": "ptq", "bits": floating}]))
+
+
+def test_allocation_levels_are_labelled_by_their_widths():
+    same_widths = AllocationConfig(levels=["w4a4", LEARNED_W4A4, "w8a8"])
+    assert list(same_widths.labelled_levels) == ["w4a4-1", "w4a4-2", "w8a8"]
+    assert same_widths.labelled_levels["w4a4-2"] == LEARNED_W4A4
+    assert same_widths.labelled_probes == same_widths.labelled_levels
+    low_high = AllocationConfig(low="w2a2", probe={"bits": "w3a3"})
+    assert list(low_high.labelled_levels) == ["w2a2", "w8a8"]
+    assert low_high.labelled_probes == {"w3a3": {"bits": "w3a3"}}
 
 
 def test_half_students_are_validated():

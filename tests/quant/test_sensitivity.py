@@ -96,3 +96,19 @@ def test_allocation_over_several_levels(tiny_sr):
     assert plan_size_bytes(tiny_sr, roomier) <= budget_bytes_of(tiny_sr, "w6a6")
     two_levels = allocate_bits(tiny_sr, {"w2a2": drops["w2a2"]}, ["w2a2", "w8a8"], budget)
     assert "body" not in two_levels  # 8 bits for the largest layer never fits this budget
+
+
+def test_allocation_plans_carry_full_specs(tiny_sr):
+    from qdistill.quant.sensitivity import Sensitivity
+
+    learned = {"bits": "w2a2", "weight": {"range": "learned"}, "act": {"range": "learned"}}
+    fake = [
+        Sensitivity("upsampling", 1, 40, 0.0, 3.0),
+        Sensitivity("body", 1, 292, 0.0, 2.0),
+        Sensitivity("feature_extraction", 1, 208, 0.0, 1.0),
+    ]
+    budget = budget_bytes_of(tiny_sr, "w4a4")
+    plan = allocate_bits(tiny_sr, {"w2a2": fake}, ["w2a2", "w8a8"], budget, {"w2a2": learned})
+    assert plan["*"] == learned and plan["upsampling"] == "w8a8"
+    specs = layer_specs(quantize(tiny_sr, plan))
+    assert specs["body.0"].weight.range == "learned" and specs["upsampling.0"].act.bits == 8

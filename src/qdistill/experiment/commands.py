@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import torch
 
 from qdistill.data import build_dataset
 from qdistill.errors import CheckpointError, ConfigError
+from qdistill.experiment.schema import AllocationConfig
 from qdistill.experiment.steps import (
+    allocate_by_sensitivity,
     quantize_calibrated,
     train_with_validation,
     validation_sensitivity,
@@ -193,26 +196,25 @@ def benchmark_checkpoint(
 
 def sensitivity_checkpoint(
     checkpoint: Path,
-    bits: str,
-    granularity: str,
-    calibration_batches: int,
-    low: str | None = None,
-    high: str | None = None,
-    budget: str | None = None,
+    allocation: AllocationConfig,
+    allocate: bool,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Quantize each stage (or layer) of a float checkpoint alone at ``bits`` and score it
-    on the validation split; with ``low``/``high``/``budget`` also allocate a plan."""
-    from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of
-
+    """Quantize each stage (or layer) of a float checkpoint alone at each probed width of
+    ``allocation`` and score it on the validation split; with ``allocate`` also allocate
+    a plan within its budget. The result is an allocation record, plus ``plan``."""
     model, metadata = load_model(checkpoint)
     if is_quantized(model):
         raise CheckpointError(f"{checkpoint} is quantized; measure sensitivity on the float model")
     data, _ = _checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
-    baseline, scores = validation_sensitivity(model, task, bits, granularity, calibration_batches)
-    result: dict[str, Any] = {"metric": task.monitor, "float": baseline, "units": scores}
-    if low and high and budget:
-        budget_bytes = budget_bytes_of(model, int(budget) if budget.isdigit() else budget)
-        result["plan"] = allocate_bits(model, {low: scores}, [low, high], budget_bytes)
-        result["budget_bytes"] = budget_bytes
-    return result
+    if allocate:
+        plan, record = allocate_by_sensitivity(model, task, allocation, log)
+        return {**record, "plan": plan}
+    record: dict[str, Any] = {"metric": task.monitor, "levels": {}}
+    for label, probe in allocation.labelled_probes.items():
+        record["float_score"], scores = validation_sensitivity(
+            model, task, probe, allocation.granularity, allocation.calibration_batches
+        )
+        record["levels"][label] = [s.to_dict() for s in scores]
+    return record

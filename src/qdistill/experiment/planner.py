@@ -14,7 +14,13 @@ from typing import Any
 
 from qdistill import __version__
 from qdistill.distill.config import DistillConfig
-from qdistill.experiment.schema import BitsValue, ExperimentConfig, StudentConfig, allocation_of
+from qdistill.experiment.schema import (
+    BitsValue,
+    ExperimentConfig,
+    StudentConfig,
+    allocation_of,
+    number_repeats,
+)
 from qdistill.quant import QuantPlan
 
 TEACHER = "teacher"
@@ -50,10 +56,14 @@ class Run:
 
 
 def bits_label(bits: BitsValue | None) -> str:
-    """'float', 'w4a4', 'mixed' (a hand-written plan) or 'alloc' (sensitivity-allocated)."""
+    """'float', 'w4a4', 'w4a4+first=w4a8' (a plan with exceptions), or the label of a
+    sensitivity allocation ('alloc' unless it names one)."""
     if bits is None:
         return "float"
-    return "alloc" if allocation_of(bits) else QuantPlan.from_config(bits).short
+    allocation = allocation_of(bits)
+    if allocation:
+        return allocation.label
+    return QuantPlan.from_config(bits).short
 
 
 def plan_runs(config: ExperimentConfig) -> list[Run]:
@@ -74,15 +84,13 @@ def plan_runs(config: ExperimentConfig) -> list[Run]:
 
 def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> list[Run]:
     bits_list = student.bits_list()
-    labels = [bits_label(b) for b in bits_list]
+    labels = number_repeats([bits_label(b) for b in bits_list])
     distillation = student.distillation
     points: list[DistillConfig | None] = distillation.sweep_points() if distillation else [None]
     swept = distillation.swept if distillation else []
     runs = []
     for index, bits in enumerate(bits_list):
         label = labels[index]
-        if labels.count(label) > 1:  # same widths, other quantizer options
-            label = f"{label}-{index + 1}"
         for point in points:
             parts = [student.name] + ([label] if len(bits_list) > 1 else [])
             if point is not None:

@@ -27,24 +27,22 @@ from qdistill.experiment.deploy import benchmark_runs, export_runs
 from qdistill.experiment.planner import Run, bits_label, config_hash, plan_runs
 from qdistill.experiment.results import ResultsStore
 from qdistill.experiment.schema import (
-    AllocationConfig,
     ExperimentConfig,
     HalfConfig,
     ModelConfig,
     allocation_of,
 )
 from qdistill.experiment.steps import (
+    allocate_by_sensitivity,
     quantize_calibrated,
     train_with_validation,
     training_summary,
-    validation_sensitivity,
 )
 from qdistill.experiment.tasks import Task, make_task
 from qdistill.hardware import count_parameters, model_size
 from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.quant import QuantPlan
 from qdistill.quant.half import half_precision, is_half
-from qdistill.quant.sensitivity import allocate_bits, budget_bytes_of
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.train import TrainConfig
 
@@ -229,35 +227,6 @@ def _bit_widths(bits: Any) -> tuple[int | None, int | None]:
     return (spec.weight.bits if spec.weight else 32), (spec.act.bits if spec.act else 32)
 
 
-def allocate_plan(
-    ctx: RunContext, model: nn.Module, allocation: AllocationConfig, desc: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Measure each unit's sensitivity on the validation split and allocate bit widths."""
-    levels = allocation.level_list
-    measured: dict[str, list] = {}
-    for probe in allocation.probes:
-        baseline, scores = validation_sensitivity(
-            model, ctx.task, probe, allocation.granularity, allocation.calibration_batches
-        )
-        # a probe other than the lowest level stands in for it (low/high allocation)
-        measured[probe if probe in levels else levels[0]] = scores
-        drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in scores)
-        console.print(f"  {desc}: sensitivity at {probe} ({ctx.task.monitor} drop): {drops}")
-    budget = budget_bytes_of(model, allocation.budget)
-    plan = allocate_bits(model, measured, levels, budget)
-    console.print(f"  {desc}: allocated plan {plan} (budget {budget} bytes)")
-    first = allocation.probes[0]
-    report = {
-        "probe": first,
-        "metric": ctx.task.monitor,
-        "float_score": baseline,
-        "units": [s.to_dict() for s in measured[levels[0]]],
-        "levels": {level: [s.to_dict() for s in scores] for level, scores in measured.items()},
-        "budget_bytes": budget,
-    }
-    return plan, report
-
-
 def train_student(
     ctx: RunContext, run: Run, model: nn.Module, teacher: nn.Module | None, desc: str
 ) -> dict[str, Any]:
@@ -336,7 +305,9 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     plan, sensitivity = run.bits, None
     allocation = allocation_of(run.bits)
     if quantized and allocation is not None:
-        plan, sensitivity = allocate_plan(ctx, model, allocation, desc)
+        plan, sensitivity = allocate_by_sensitivity(
+            model, ctx.task, allocation, lambda line: console.print(f"  {desc}: {line}")
+        )
     if quantized:
         model, calibration_s = quantize_calibrated(
             model,

@@ -22,6 +22,7 @@ modules in float32. Lists under ``bits``, ``distill.alpha`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from qdistill.errors import ConfigError
 from qdistill.models import MODELS
 from qdistill.quant import QuantPlan
 from qdistill.quant.half import HalfPlan
+from qdistill.quant.spec import LayerQuantSpec, parse_layer_spec
 from qdistill.train import TrainConfig
 
 
@@ -81,40 +83,56 @@ class TeacherConfig(_Strict):
     train: TrainConfig = TrainConfig()
 
 
-BitsValue = str | dict[str, Any]
+BitsValue = str | dict[str, Any]  # a plan: 'w4a4' or {pattern: spec}
+LevelSpec = str | dict[str, Any]  # one layer spec: 'w4a4' or {bits: w4a4, weight: {...}}
+
+
+def number_repeats(labels: list[str]) -> list[str]:
+    """Labels made unique: one that occurs more than once gets its 1-based position,
+    e.g. ``w4a4-2`` (same widths, other quantizer options)."""
+    return [f"{lb}-{i + 1}" if labels.count(lb) > 1 else lb for i, lb in enumerate(labels)]
+
+
+def _layer_spec(value: LevelSpec) -> LayerQuantSpec:
+    spec = _check(lambda: parse_layer_spec(value))
+    if spec is None:
+        raise ValueError(f"{value!r} keeps layers float; give a quantization spec such as w8a8")
+    return spec
 
 
 class AllocationConfig(_Strict):
     """Mixed precision chosen by measured sensitivity: each stage (or layer) is quantized
     alone at ``probe`` bits (default ``low``) and scored on the validation split; the most
     sensitive get ``high`` bits, the rest ``low``, within the size ``budget`` (bytes, or a
-    uniform plan such as w6a6 whose size it must not exceed). With ``levels`` (uniform
-    specs, low to high; replaces low/high/probe) every unit is probed at every level and
-    each gets the level that buys the most quality per byte."""
+    uniform plan such as w6a6 whose size it must not exceed). With ``levels`` (low to
+    high; replaces low/high/probe) every unit is probed at every level and each gets the
+    level that buys the most quality per byte. Each width is a layer spec: ``w4a4`` or a
+    full one such as ``{bits: w4a4, weight: {range: learned}, act: {range: learned}}``.
+    ``label`` names the allocated plan in run names and reports (default ``alloc``)."""
 
-    low: str = "w4a4"
-    high: str = "w8a8"
-    levels: list[str] | None = None
+    low: LevelSpec = "w4a4"
+    high: LevelSpec = "w8a8"
+    levels: list[LevelSpec] | None = None
     budget: int | str = "w6a6"
-    probe: str | None = None
+    probe: LevelSpec | None = None
     granularity: Literal["stages", "layers"] = "stages"
     calibration_batches: int = Field(8, ge=1)
+    label: str = Field("alloc", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
     @field_validator("low", "high", "probe")
     @classmethod
-    def _uniform(cls, value: str | None) -> str | None:
+    def _one_spec(cls, value: LevelSpec | None) -> LevelSpec | None:
         if value is not None:
-            _check(lambda: QuantPlan.from_config(value))
+            _layer_spec(value)
         return value
 
     @field_validator("levels")
     @classmethod
-    def _levels(cls, value: list[str] | None) -> list[str] | None:
+    def _levels(cls, value: list[LevelSpec] | None) -> list[LevelSpec] | None:
         if value is not None:
-            if len(value) < 2 or len(set(value)) < len(value):
+            specs = [_layer_spec(level) for level in value]
+            if len(specs) < 2 or len(set(specs)) < len(specs):
                 raise ValueError("levels needs at least two different specs, low to high")
-            for level in value:
-                _check(lambda level=level: QuantPlan.from_config(level))
         return value
 
     @field_validator("budget")
@@ -133,13 +151,21 @@ class AllocationConfig(_Strict):
         return self
 
     @property
-    def probes(self) -> list[str]:
-        """The widths each unit is measured at."""
-        return list(self.levels) if self.levels else [self.probe or self.low]
+    def labelled_levels(self) -> dict[str, LevelSpec]:
+        """The levels, low to high, by a readable label (``w4a4``; equal short names are
+        numbered ``w4a4-1``, ``w4a4-2``)."""
+        levels = list(self.levels) if self.levels else [self.low, self.high]
+        labels = number_repeats([_layer_spec(level).short for level in levels])
+        return dict(zip(labels, levels, strict=True))
 
     @property
-    def level_list(self) -> list[str]:
-        return list(self.levels) if self.levels else [self.low, self.high]
+    def labelled_probes(self) -> dict[str, LevelSpec]:
+        """The widths each unit is measured at, by label (all the levels, or the one
+        ``probe``, by default ``low``)."""
+        if self.levels:
+            return self.labelled_levels
+        probe = self.probe or self.low
+        return {_layer_spec(probe).short: probe}
 
 
 def allocation_of(bits: Any) -> AllocationConfig | None:
@@ -299,15 +325,15 @@ class ExperimentConfig(_Strict):
         return self
 
 
-def _check(action) -> None:
+def _check(action: Callable[[], Any]) -> Any:
     """Run a registry/plan check, turning its ConfigError into a pydantic-located error."""
     try:
-        action()
+        return action()
     except ConfigError as err:
         raise ValueError(str(err)) from None
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
@@ -322,7 +348,7 @@ def parse_experiment(raw: Any, source: str = "<experiment>") -> ExperimentConfig
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def apply_overrides(raw: Any, assignments: list[str] | tuple[str, ...]) -> Any:

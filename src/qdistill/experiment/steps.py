@@ -11,9 +11,15 @@ import torch
 from torch import nn
 
 from qdistill.data import Augmentation, Batches, ClassificationData
+from qdistill.experiment.schema import AllocationConfig
 from qdistill.metrics import evaluate_classifier
-from qdistill.quant import calibrate, quantize
-from qdistill.quant.sensitivity import Sensitivity, measure_sensitivity
+from qdistill.quant import QuantPlan, calibrate, quantize
+from qdistill.quant.sensitivity import (
+    Sensitivity,
+    allocate_bits,
+    budget_bytes_of,
+    measure_sensitivity,
+)
 from qdistill.train import TrainConfig, TrainResult, fit
 
 SPLITS = ("train", "val", "test")
@@ -113,3 +119,36 @@ def validation_sensitivity(
         len(calibration),
         granularity,
     )
+
+
+def allocate_by_sensitivity(
+    model: nn.Module,
+    task: Any,
+    allocation: AllocationConfig,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(plan, record): each unit's validation drop at every probed width, and the plan
+    that spends ``allocation.budget`` where it buys the most quality per byte."""
+    levels = allocation.labelled_levels
+    lowest = next(iter(levels))
+    probed: dict[str, list[Sensitivity]] = {}
+    for label, probe in allocation.labelled_probes.items():
+        baseline, probed[label] = validation_sensitivity(
+            model, task, probe, allocation.granularity, allocation.calibration_batches
+        )
+        drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in probed[label])
+        log(f"sensitivity at {label} ({task.monitor} drop): {drops}")
+    # a probe other than the levels (low/high allocation) stands in for the lowest level
+    measured = {label if label in levels else lowest: s for label, s in probed.items()}
+    budget = budget_bytes_of(model, allocation.budget)
+    plan = allocate_bits(model, measured, list(levels), budget, specs=levels)
+    log(f"allocated {QuantPlan.from_config(plan).short} (budget {budget} bytes)")
+    record = {
+        "probe": next(iter(probed)),
+        "metric": task.monitor,
+        "float_score": baseline,
+        "units": [s.to_dict() for s in measured[lowest]],
+        "levels": {label: [s.to_dict() for s in scores] for label, scores in probed.items()},
+        "budget_bytes": budget,
+    }
+    return plan, record

@@ -95,18 +95,22 @@ def allocate_bits(
     sensitivities: Mapping[str, list[Sensitivity]],
     levels: Sequence[str],
     budget_bytes: int,
+    specs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A plan: the lowest of ``levels`` (uniform specs, low to high) everywhere, and
     higher levels for the units where they buy the most quality per extra byte.
 
+    ``levels`` are labels such as ``w4a4``; ``specs`` maps a label to its full layer spec
+    (e.g. with learned ranges) where the label alone does not say it.
     ``sensitivities[level]`` holds each unit's measured drop when quantized alone at that
     level; a level without measurements counts as lossless (e.g. 8 bits when only the
     low width was probed). Greedy: repeatedly apply the upgrade of one unit to a higher
     level with the largest drop reduction per extra byte that keeps the plan within
     ``budget_bytes``, until no upgrade reduces a drop and fits.
     """
+    spec_of = {level: (specs or {}).get(level, level) for level in levels}
     low = levels[0]
-    plan: dict[str, Any] = {"*": low}
+    plan: dict[str, Any] = {"*": spec_of[low]}
     size = plan_size_bytes(model, plan)
     if size > budget_bytes:
         raise ConfigError(
@@ -118,7 +122,8 @@ def allocate_bits(
     # Units are disjoint sets of layers and a layer's size depends only on its own spec,
     # so each unit's extra bytes per level are measured once and add up.
     extra = {
-        unit: [0] + [plan_size_bytes(model, {**plan, unit: level}) - size for level in levels[1:]]
+        unit: [0]
+        + [plan_size_bytes(model, {**plan, unit: spec_of[level]}) - size for level in levels[1:]]
         for unit in units
     }
     current = dict.fromkeys(units, 0)  # index into levels
@@ -138,7 +143,7 @@ def allocate_bits(
             return plan
         _, unit, index, size = best
         current[unit] = index
-        plan[unit] = levels[index]
+        plan[unit] = spec_of[levels[index]]
 
 
 def budget_bytes_of(model: nn.Module, budget: int | str) -> int:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qdistill.quant.spec import parse_layer_spec
 from qdistill.report.summary import Stat, SummaryRow
 
 SR_HEADERS = [
@@ -106,6 +107,17 @@ def picture_grid(out_dir: Path, records: list[dict[str, Any]], max_runs: int = 6
     return path
 
 
+def _spec_label(spec: Any) -> str:
+    """``w4a4``, with ``(learned ranges)`` when the spec learns its ranges."""
+    if spec is None:
+        return ""
+    parsed = parse_layer_spec(spec)
+    if parsed is None:
+        return "float"
+    learned = any(q is not None and q.range == "learned" for q in (parsed.weight, parsed.act))
+    return parsed.short + (" (learned ranges)" if learned else "")
+
+
 def sensitivity_sections(records: list[dict[str, Any]]) -> list[str]:
     """One table per allocated run (first seed): each unit's drop and the chosen plan."""
     from qdistill.report.markdown import markdown_table
@@ -126,7 +138,7 @@ def sensitivity_sections(records: list[dict[str, Any]]) -> list[str]:
                 str(u["layers"]),
                 f"{u['params']:,}",
                 *(f"{drops[level][u['unit']]:+.3f}" for level in levels),
-                str(plan.get(u["unit"], plan.get("*", ""))),
+                _spec_label(plan.get(u["unit"], plan.get("*"))),
             ]
             for u in report["units"]
         ]
