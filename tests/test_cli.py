@@ -269,6 +269,14 @@ def test_sensitivity_command_probes_levels_and_allocates(monkeypatch, capsys, tm
         monkeypatch, capsys, *args, "--levels", "w2a2,w4a4,w8a8", "--budget", "w4a4"
     )
     assert code == 0 and "Allocated plan" in out and "'*': 'w2a2'" in out
+    import qdistill.experiment.steps as steps
+
+    seen = []
+    allocate_bits = steps.allocate_bits
+    monkeypatch.setattr(steps, "allocate_bits", lambda *a: seen.append(a[-1]) or allocate_bits(*a))
+    flags = ("--levels", "w2a2,w8a8", "--budget", "2000", "--spend-leftover")
+    code, out, _ = run_cli(monkeypatch, capsys, *args, *flags)
+    assert code == 0 and seen == [True] and out.count("'w8a8'") == 3  # 2000 bytes fit 8 bits
     code, out, _ = run_cli(monkeypatch, capsys, *args, "--bits", "w3a3")
     assert code == 0 and "Drop at w3a3" in out
     code, _, err = run_cli(monkeypatch, capsys, *args, "--levels", "w4a4")

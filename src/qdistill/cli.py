@@ -221,6 +221,9 @@ def sensitivity(
     budget: Annotated[
         str | None, typer.Option(help="Allocate: size budget, bytes or a plan like w6a6.")
     ] = None,
+    spend_leftover: Annotated[
+        bool, typer.Option(help="Allocate: give unspent budget to the most sensitive units.")
+    ] = False,
 ) -> None:
     """Quantize one stage (or layer) at a time and report each one's quality drop;
     with --budget (and --levels, or --low and --high), also allocate a mixed-precision plan."""
@@ -230,7 +233,7 @@ def sensitivity(
     from qdistill.experiment.commands import sensitivity_checkpoint
     from qdistill.experiment.schema import AllocationConfig, format_validation_error
 
-    options: dict[str, Any] = {"granularity": granularity}
+    options: dict[str, Any] = {"granularity": granularity, "spend_leftover": spend_leftover}
     options["calibration_batches"] = calibration_batches
     if levels is not None:
         if low or high:

@@ -68,16 +68,18 @@ def test_allocation_respects_the_budget_and_ranks_by_drop(tiny_sr):
         allocate_bits(tiny_sr, {"w4a4": fake}, ["w4a4", "w8a8"], 10)
 
 
-def test_allocation_over_several_levels(tiny_sr):
+def measured(up: float, body: float, fe: float) -> list:
+    """Made-up drops of tiny_sr's three stages (parameter counts as in the model)."""
     from qdistill.quant.sensitivity import Sensitivity
 
-    def measured(up: float, body: float, fe: float) -> list[Sensitivity]:
-        return [
-            Sensitivity("upsampling", 1, 40, 0.0, up),
-            Sensitivity("body", 1, 292, 0.0, body),
-            Sensitivity("feature_extraction", 1, 208, 0.0, fe),
-        ]
+    return [
+        Sensitivity("upsampling", 1, 40, 0.0, up),
+        Sensitivity("body", 1, 292, 0.0, body),
+        Sensitivity("feature_extraction", 1, 208, 0.0, fe),
+    ]
 
+
+def test_allocation_over_several_levels(tiny_sr):
     levels = ["w2a2", "w4a4", "w8a8"]
     drops = {"w2a2": measured(3.0, 2.0, 1.0), "w4a4": measured(0.5, 0.2, 0.1)}
     budget = budget_bytes_of(tiny_sr, "w4a4")
@@ -112,3 +114,21 @@ def test_allocation_plans_carry_full_specs(tiny_sr):
     assert plan["*"] == learned and plan["upsampling"] == "w8a8"
     specs = layer_specs(quantize(tiny_sr, plan))
     assert specs["body.0"].weight.range == "learned" and specs["upsampling.0"].act.bits == 8
+
+
+def test_leftover_budget_goes_to_the_most_sensitive_unit(tiny_sr):
+    levels = ["w2a2", "w3a3", "w4a4", "w8a8"]
+    # noisy post-training drops: the body measures worse at 3 and 4 bits than at 2
+    drops = {
+        "w2a2": measured(3.0, 2.0, 1.0),
+        "w3a3": measured(0.5, 2.5, 0.5),
+        "w4a4": measured(0.4, 2.6, 0.4),
+        "w8a8": measured(0.0, 0.0, 0.0),
+    }
+    budget = 540  # 72 bytes more than the greedy plan; 8 bits for the body would cost 216
+    greedy = allocate_bits(tiny_sr, drops, levels, budget)
+    assert "body" not in greedy  # no measured gain, so the greedy pass leaves it at 2 bits
+    filled = allocate_bits(tiny_sr, drops, levels, budget, spend_leftover=True)
+    assert filled["body"] == "w4a4"  # 2 -> 3 -> 4 bits, 36 bytes each
+    assert {k: v for k, v in filled.items() if k != "body"} == greedy
+    assert plan_size_bytes(tiny_sr, greedy) < plan_size_bytes(tiny_sr, filled) <= budget

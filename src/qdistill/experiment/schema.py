@@ -108,7 +108,9 @@ class AllocationConfig(_Strict):
     high; replaces low/high/probe) every unit is probed at every level and each gets the
     level that buys the most quality per byte. Each width is a layer spec: ``w4a4`` or a
     full one such as ``{bits: w4a4, weight: {range: learned}, act: {range: learned}}``.
-    ``label`` names the allocated plan in run names and reports (default ``alloc``)."""
+    ``spend_leftover`` gives budget the measured gains leave unspent to the most sensitive
+    units, a level at a time. ``label`` names the allocated plan in run names and reports
+    (default ``alloc``)."""
 
     low: LevelSpec = "w4a4"
     high: LevelSpec = "w8a8"
@@ -117,6 +119,7 @@ class AllocationConfig(_Strict):
     probe: LevelSpec | None = None
     granularity: Literal["stages", "layers"] = "stages"
     calibration_batches: int = Field(8, ge=1)
+    spend_leftover: bool = False
     label: str = Field("alloc", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
     @field_validator("low", "high", "probe")

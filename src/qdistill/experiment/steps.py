@@ -141,7 +141,7 @@ def allocate_by_sensitivity(
     # a probe other than the levels (low/high allocation) stands in for the lowest level
     measured = {label if label in levels else lowest: s for label, s in probed.items()}
     budget = budget_bytes_of(model, allocation.budget)
-    plan = allocate_bits(model, measured, list(levels), budget, specs=levels)
+    plan = allocate_bits(model, measured, list(levels), budget, levels, allocation.spend_leftover)
     log(f"allocated {QuantPlan.from_config(plan).short} (budget {budget} bytes)")
     record = {
         "probe": next(iter(probed)),

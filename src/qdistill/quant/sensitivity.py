@@ -96,6 +96,7 @@ def allocate_bits(
     levels: Sequence[str],
     budget_bytes: int,
     specs: Mapping[str, Any] | None = None,
+    spend_leftover: bool = False,
 ) -> dict[str, Any]:
     """A plan: the lowest of ``levels`` (uniform specs, low to high) everywhere, and
     higher levels for the units where they buy the most quality per extra byte.
@@ -106,7 +107,10 @@ def allocate_bits(
     level; a level without measurements counts as lossless (e.g. 8 bits when only the
     low width was probed). Greedy: repeatedly apply the upgrade of one unit to a higher
     level with the largest drop reduction per extra byte that keeps the plan within
-    ``budget_bytes``, until no upgrade reduces a drop and fits.
+    ``budget_bytes``, until no upgrade reduces a drop and fits. With ``spend_leftover``
+    the rest of the budget then goes, one level at a time, to the unit that is most
+    sensitive at its current level: post-training drops at 2-4 bits are large and noisy
+    (a stage can measure worse at 3 bits than at 2), while after QAT more bits help.
     """
     spec_of = {level: (specs or {}).get(level, level) for level in levels}
     low = levels[0]
@@ -139,6 +143,14 @@ def allocate_bits(
                 ratio = gain / max(added, 1)
                 if best is None or ratio > best[0]:
                     best = (ratio, unit, index, size + added)
+        if best is None and spend_leftover:
+            for unit in units:
+                index = current[unit] + 1
+                if index < len(levels):
+                    added = extra[unit][index] - extra[unit][current[unit]]
+                    rank = drops[levels[current[unit]]].get(unit, 0.0)
+                    if size + added <= budget_bytes and (best is None or rank > best[0]):
+                        best = (rank, unit, index, size + added)
         if best is None:
             return plan
         _, unit, index, size = best
