@@ -65,7 +65,12 @@ def _run_and_report(
     out_dir = out or Path("runs") / config.name
     outcome = run_experiment(config, out_dir, force=force)
     report = write_report(
-        out_dir, outcome.records, config.name, outcome.exports, outcome.benchmarks
+        out_dir,
+        outcome.records,
+        config.name,
+        outcome.exports,
+        outcome.benchmarks,
+        config.description,
     )
     console.print(results_table(outcome.records))
     console.print(

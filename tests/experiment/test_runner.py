@@ -64,6 +64,9 @@ def test_experiment_end_to_end_and_resume(tmp_path, tiny_config, digits):
     report = write_report(tmp_path, again.records)
     text = report.read_text()
     assert "| ptq-w2a2 | mlp | ptq | w2a2 | 1 |" in text
+    # reused runs keep the description they ran with; the report shows the file's own
+    edited = write_report(tmp_path, again.records, description="Edited since.").read_text()
+    assert "\nEdited since.\n" in edited
     assert (tmp_path / "quality_vs_bits.png").stat().st_size > 1000
 
 

@@ -290,8 +290,11 @@ def write_report(
     title: str | None = None,
     exports: list[dict[str, Any]] | None = None,
     benchmarks: list[dict[str, Any]] | None = None,
+    description: str | None = None,
 ) -> Path:
-    """Write ``report.md`` (and its plots) into ``out_dir``; return the report's path."""
+    """Write ``report.md`` (and its plots) into ``out_dir``; return the report's path.
+    ``description`` (the experiment file's, as it is now) replaces the one the first
+    record was run with."""
     out_dir = Path(out_dir)
     rows = summarize(records)
     teacher = _teacher_row(rows)
@@ -305,7 +308,7 @@ def write_report(
     lines = [
         f"# {title}",
         "",
-        experiment.get("description", "") or "",
+        (experiment.get("description", "") if description is None else description) or "",
         "",
         f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by qdistill "
         f"{first.get('versions', {}).get('qdistill', '?')} (torch "
