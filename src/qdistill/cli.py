@@ -238,8 +238,11 @@ def sensitivity(
     from qdistill.experiment.commands import sensitivity_checkpoint
     from qdistill.experiment.schema import AllocationConfig, format_validation_error
 
-    options: dict[str, Any] = {"granularity": granularity, "spend_leftover": spend_leftover}
-    options["calibration_batches"] = calibration_batches
+    options: dict[str, Any] = {
+        "granularity": granularity,
+        "calibration_batches": calibration_batches,
+        "spend_leftover": spend_leftover,
+    }
     if levels is not None:
         if low or high:
             raise ConfigError("give either --levels or --low/--high, not both")
