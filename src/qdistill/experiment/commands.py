@@ -14,9 +14,9 @@ from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.schema import AllocationConfig
 from qdistill.experiment.steps import (
     allocate_by_sensitivity,
+    probe_sensitivity,
     quantize_calibrated,
     train_with_validation,
-    validation_sensitivity,
 )
 from qdistill.experiment.tasks import make_task
 from qdistill.export import ExportReport, export_model
@@ -211,10 +211,6 @@ def sensitivity_checkpoint(
     if allocate:
         plan, record = allocate_by_sensitivity(model, task, allocation, log)
         return {**record, "plan": plan}
-    record: dict[str, Any] = {"metric": task.monitor, "levels": {}}
-    for label, probe in allocation.labelled_probes.items():
-        record["float_score"], scores = validation_sensitivity(
-            model, task, probe, allocation.granularity, allocation.calibration_batches
-        )
-        record["levels"][label] = [s.to_dict() for s in scores]
-    return record
+    baseline, probed = probe_sensitivity(model, task, allocation, log)
+    levels = {label: [s.to_dict() for s in scores] for label, scores in probed.items()}
+    return {"metric": task.monitor, "float_score": baseline, "levels": levels}

@@ -104,21 +104,36 @@ def quantize_calibrated(
     return prepared, round(time.perf_counter() - started, 3)
 
 
-def validation_sensitivity(
-    model: nn.Module, task: Any, bits: Any, granularity: str, calibration_batches: int
-) -> tuple[float, list[Sensitivity]]:
-    """Each stage (or layer) of a float model quantized alone at ``bits`` (PTQ on the
-    task's first ``calibration_batches`` calibration batches, the same for every unit),
-    scored by the task's validation monitor."""
-    calibration = list(itertools.islice(task.calibration_batches(), calibration_batches))
-    return measure_sensitivity(
-        model,
-        bits,
-        lambda m: task.validate(m)[task.monitor],
-        calibration,
-        len(calibration),
-        granularity,
-    )
+def probe_sensitivity(
+    model: nn.Module,
+    task: Any,
+    allocation: AllocationConfig,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[float, dict[str, list[Sensitivity]]]:
+    """(float validation score, each unit's Sensitivity at every probed width by label):
+    each stage (or layer) of a float model quantized alone by PTQ on the task's first
+    calibration batches (the same for every unit and width), scored by the task's
+    validation monitor."""
+    calibration = list(itertools.islice(task.calibration_batches(), allocation.calibration_batches))
+
+    def score(m: nn.Module) -> float:
+        return task.validate(m)[task.monitor]
+
+    baseline = score(model)
+    probed: dict[str, list[Sensitivity]] = {}
+    for label, probe in allocation.labelled_probes.items():
+        _, probed[label] = measure_sensitivity(
+            model,
+            probe,
+            score,
+            calibration,
+            len(calibration),
+            allocation.granularity,
+            baseline=baseline,
+        )
+        drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in probed[label])
+        log(f"sensitivity at {label} ({task.monitor} drop): {drops}")
+    return baseline, probed
 
 
 def allocate_by_sensitivity(
@@ -131,13 +146,7 @@ def allocate_by_sensitivity(
     that spends ``allocation.budget`` where it buys the most quality per byte."""
     levels = allocation.labelled_levels
     lowest = next(iter(levels))
-    probed: dict[str, list[Sensitivity]] = {}
-    for label, probe in allocation.labelled_probes.items():
-        baseline, probed[label] = validation_sensitivity(
-            model, task, probe, allocation.granularity, allocation.calibration_batches
-        )
-        drops = ", ".join(f"{s.unit} {s.drop:+.3f}" for s in probed[label])
-        log(f"sensitivity at {label} ({task.monitor} drop): {drops}")
+    baseline, probed = probe_sensitivity(model, task, allocation, log)
     # a probe other than the levels (low/high allocation) stands in for the lowest level
     measured = {label if label in levels else lowest: s for label, s in probed.items()}
     budget = budget_bytes_of(model, allocation.budget)

@@ -66,10 +66,13 @@ def measure_sensitivity(
     calibration_batches: int = 8,
     granularity: Granularity = "stages",
     higher_is_better: bool = True,
+    baseline: float | None = None,
 ) -> tuple[float, list[Sensitivity]]:
     """(float score, one Sensitivity per unit, most sensitive first) of a float ``model``
-    with one unit at a time quantized to ``bits`` by post-training calibration."""
-    baseline = score(model)
+    with one unit at a time quantized to ``bits`` by post-training calibration.
+    ``baseline``: the float model's score when already known (probing several widths)."""
+    if baseline is None:
+        baseline = score(model)
     results = []
     for unit in sensitivity_units(model, granularity):
         probe = quantize(copy.deepcopy(model), {unit: bits})
