@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from qdistill.cli import main
+from qdistill.models import load_model
 
 
 def run_cli(monkeypatch, capsys, *args):
@@ -42,21 +43,15 @@ def test_train_quantize_evaluate(monkeypatch, capsys, tmp_path):
         str(ckpt),
     )
     assert code == 0 and "test acc" in out and ckpt.is_file()
+    quantize = ["quantize", str(ckpt), "--bits", "w4a4"]
     code, out, _ = run_cli(
-        monkeypatch,
-        capsys,
-        "quantize",
-        str(ckpt),
-        "--bits",
-        "w4a4",
-        "--method",
-        "qat",
-        "--epochs",
-        "1",
-        "--out",
-        str(qckpt),
+        monkeypatch, capsys, *quantize, "--method", "qat", "--epochs", "1", "-o", str(qckpt)
     )
     assert code == 0 and "-> qat w4a4" in out and qckpt.is_file()
+    eq_ckpt = tmp_path / "eq.safetensors"
+    code, out, _ = run_cli(monkeypatch, capsys, *quantize, "--equalize", "-o", str(eq_ckpt))
+    assert code == 0 and "equalized features.1 -> classifier: 32 channels" in out
+    assert load_model(eq_ckpt)[1]["equalized"][0]["consumer"] == "classifier"
     code, out, _ = run_cli(monkeypatch, capsys, "evaluate", str(qckpt))
     assert code == 0 and "test_acc_integer" in out and "size_bytes" in out
 

@@ -151,6 +151,9 @@ def quantize(
     lr: float = 1e-3,
     calibration_batches: int = 8,
     fold_bn: bool = False,
+    equalize: Annotated[
+        bool, typer.Option(help="Equalize activation ranges across layer pairs first.")
+    ] = False,
     seed: int = 0,
 ) -> None:
     """Quantize a checkpoint by post-training calibration or quantization-aware training."""
@@ -168,6 +171,7 @@ def quantize(
         fold_bn,
         seed,
         out,
+        equalize,
     )
     headline = summary["headline"]
     console.print(

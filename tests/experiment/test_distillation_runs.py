@@ -105,7 +105,7 @@ def test_distillation_experiment_end_to_end(tmp_path, tiny_config):
     assert "## Method x bit width" in text and "| qkd | qkd (SS+CS+TS) |" in text
     assert "## Alpha x temperature: grid (float)" in text
     assert (tmp_path / "grid_grid_float.png").is_file()
-    assert "## Effect of distillation" in text and "| qkd | qat | w2a2 |" in text
+    assert "## Paired comparisons" in text and "| qkd | qat | w2a2 |" in text
 
 
 def test_augmentation_disables_the_cache_and_feature_terms_run(tmp_path, tiny_config, capsys):

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
+from qdistill.data import build_dataset
 from qdistill.errors import ConfigError
 from qdistill.experiment import parse_experiment, run_experiment
 from qdistill.experiment.schema import AllocationConfig
+from qdistill.experiment.tasks import make_task
 from qdistill.models import load_model
 from qdistill.report import write_report
 
@@ -118,7 +120,7 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     assert "(learned ranges)" in report.split("## Sensitivity and allocated plan")[1]
     # a Y-only model has no RGB metrics and pixel-wise KD no temperature: no empty columns
     assert by_name["qkd"]["temperature"] is None and "PSNR-RGB" not in report
-    effects = report.split("## Effect of distillation")[1]
+    effects = report.split("## Paired comparisons")[1]
     assert "| mini-kd | w4a4 | 0.2 |" in effects and "| T |" not in effects
 
 
@@ -174,3 +176,56 @@ def test_half_students_are_validated():
     bad_dtype = _config(students=[{"name": "h", "method": "half", "half": {"dtype": "fp8"}}])
     with pytest.raises(ConfigError, match=r"students\.0\.half\.dtype"):
         parse_experiment(bad_dtype)
+
+
+def test_equalized_students_record_their_pairs_and_get_their_own_run_ids(tmp_path):
+    relu_teacher = {
+        "model": {"name": "espcn", "options": {"features": [8, 4], "act": "relu"}},
+        "train": TINY_TRAIN,
+    }
+    plain = {"name": "ptq", "method": "ptq", "bits": "w4a4", "calibration_batches": 2}
+    config = _config(
+        teacher=relu_teacher,
+        students=[
+            plain,
+            {**plain, "name": "ptq-eq", "equalize": {"strength": 1.0}},
+            {**plain, "name": "ptq-eq-body", "equalize": {"consumers": ["body"]}},
+        ],
+        evaluation={},
+    )
+    outcome = run_experiment(parse_experiment(config), tmp_path)
+    by_name = {r["name"]: r for r in outcome.records}
+    assert by_name["ptq"]["equalized"] is None and by_name["ptq"]["config"]["equalize"] is None
+    pairs = by_name["ptq-eq"]["equalized"]
+    assert [(p["producer"], p["consumer"]) for p in pairs] == [
+        ("feature_extraction.0", "body.0"),
+        ("body.0", "upsampling.0"),
+    ]
+    assert all(p["channels"] in (8, 4) and p["spread"] >= 1 for p in pairs)
+    assert by_name["ptq-eq"]["config"]["equalize"]["strength"] == 1.0
+    assert [p["consumer"] for p in by_name["ptq-eq-body"]["equalized"]] == ["body.0"]
+    # the checkpoint holds the rescaled weights: reloading reproduces the recorded quality
+    model, _ = load_model(tmp_path / by_name["ptq-eq"]["checkpoint"])
+    task = make_task(build_dataset("photos", **config["data"]["options"]), torch.device("cpu"))
+    assert task.evaluate(model)["test_psnr_y"] == pytest.approx(
+        by_name["ptq-eq"]["metrics"]["test_psnr_y"], abs=1e-4
+    )
+    again = run_experiment(parse_experiment(config), tmp_path)
+    assert again.executed == 0 and again.skipped == 4
+
+
+def test_equalize_belongs_to_quantizing_students(tmp_path):
+    for method, extra in (("float", {}), ("half", {})):
+        student = {"name": "s", "method": method, "equalize": True, **extra}
+        with pytest.raises(ConfigError, match=f"method {method} has none"):
+            parse_experiment(_config(students=[student]))
+    bad = {"name": "s", "method": "ptq", "bits": "w8a8", "equalize": {"strength": 2}}
+    with pytest.raises(ConfigError, match=r"students\.0\.equalize\.strength"):
+        parse_experiment(_config(students=[bad]))
+    unknown = {"name": "s", "method": "ptq", "bits": "w8a8", "equalize": {"consumers": ["x"]}}
+    config = _config(
+        teacher={"model": {"name": "espcn", "options": {"act": "relu"}}, "train": TINY_TRAIN},
+        students=[unknown],
+    )
+    with pytest.raises(ConfigError, match="pattern 'x' matches no equalizable layer; "):
+        run_experiment(parse_experiment(config), tmp_path)

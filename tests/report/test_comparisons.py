@@ -4,7 +4,7 @@ from qdistill.report import summarize
 from qdistill.report.comparisons import (
     alpha_temperature_grids,
     bits_order,
-    distillation_effects,
+    paired_effects,
     pivot_by_bits,
 )
 
@@ -34,7 +34,7 @@ def test_paired_effect_by_hand():
         record("kd-w2a2", "kd", "w2a2", s, a, compare_to="base")
         for s, a in enumerate([91, 94, 94.5])
     ]  # differences 1, 2, 0.5: mean 7/6, sample sd 0.7638, se 0.441
-    (effect,) = distillation_effects(records, "test_acc")
+    (effect,) = paired_effects(records, "test_acc")
     assert effect.difference.mean == pytest.approx(7 / 6)
     assert effect.difference.se == pytest.approx(0.76376 / 3**0.5, rel=1e-4)
     assert effect.difference.n == 3 and effect.baseline_stat.mean == pytest.approx(92)
@@ -42,7 +42,7 @@ def test_paired_effect_by_hand():
 
 def test_unpaired_runs_are_left_out():
     records = [record("base", "base", "w2a2", 0, 90), record("kd", "kd", "w4a4", 0, 95, "base")]
-    assert distillation_effects(records, "test_acc") == []
+    assert paired_effects(records, "test_acc") == []
 
 
 def test_pivot_orders_bits_and_skips_kd_sweeps():

@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
+from qdistill.console import console
 from qdistill.data import build_dataset
 from qdistill.errors import CheckpointError, ConfigError
-from qdistill.experiment.schema import AllocationConfig
+from qdistill.experiment.schema import AllocationConfig, EqualizeConfig
 from qdistill.experiment.steps import (
     allocate_by_sensitivity,
+    equalize_before_quantizing,
     probe_sensitivity,
     quantize_calibrated,
     train_with_validation,
@@ -84,16 +86,24 @@ def quantize_checkpoint(
     fold_bn: bool,
     seed: int,
     out: Path,
+    equalize: bool = False,
 ) -> dict[str, Any]:
-    """PTQ (calibrate) or QAT (calibrate, then train) a float checkpoint; save the result."""
+    """PTQ (calibrate) or QAT (calibrate, then train) a float checkpoint, optionally after
+    equalizing its activation ranges; save the result."""
     float_model, metadata = load_model(checkpoint)
     if is_quantized(float_model):
         raise CheckpointError(f"{checkpoint} is already quantized; start from the float model")
     data, data_record = _checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
     seed_everything(seed)
+    model = copy.deepcopy(float_model)
+    equalized = (
+        equalize_before_quantizing(model, task, EqualizeConfig(), console.print)
+        if equalize
+        else None
+    )
     model, _ = quantize_calibrated(
-        copy.deepcopy(float_model),
+        model,
         bits,
         task.calibration_batches(),
         calibration_batches,
@@ -116,6 +126,7 @@ def quantize_checkpoint(
             "data": data_record,
             "method": method,
             "bits": bits,
+            "equalized": equalized,
             "seed": seed,
             "source": str(checkpoint),
             "metrics": metrics,

@@ -97,7 +97,14 @@ def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> 
                 parts += [
                     f"{'a' if key == 'alpha' else 'T'}{getattr(point, key):g}" for key in swept
                 ]
-            recipe = {**student.model_dump(mode="json", exclude={"compare_to"}), "bits": bits}
+            # Keys added after runs were recorded stay out while unset, so those runs keep
+            # their ids and are found again.
+            recipe = {
+                **student.model_dump(mode="json", exclude={"compare_to", "equalize"}),
+                "bits": bits,
+            }
+            if student.equalize is not None:
+                recipe["equalize"] = student.equalize.model_dump(mode="json", exclude_none=True)
             if point is not None:
                 recipe["distill"] = point.model_dump(mode="json")
             run_id = config_hash({**shared, "student": recipe, "seed": seed})

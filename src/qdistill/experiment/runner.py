@@ -34,6 +34,7 @@ from qdistill.experiment.schema import (
 )
 from qdistill.experiment.steps import (
     allocate_by_sensitivity,
+    equalize_before_quantizing,
     quantize_calibrated,
     train_with_validation,
     training_summary,
@@ -302,6 +303,11 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
     if student is not None and student.method == "half":
         model = half_precision(model, (student.half or HalfConfig()).plan)
     quantized = student is not None and student.method in ("ptq", "qat", "qkd")
+    equalized = None
+    if quantized and student.equalize is not None:
+        equalized = equalize_before_quantizing(
+            model, ctx.task, student.equalize, lambda line: console.print(f"  {desc}: {line}")
+        )
     plan, sensitivity = run.bits, None
     allocation = allocation_of(run.bits)
     if quantized and allocation is not None:
@@ -356,6 +362,7 @@ def execute_run(ctx: RunContext, run: Run) -> dict[str, Any]:
         "bits": label,
         "plan": plan,
         "sensitivity": sensitivity,
+        "equalized": equalized,
         "w_bits": w_bits,
         "a_bits": a_bits,
         "alpha": run.distill.alpha if run.distill else None,

@@ -192,6 +192,19 @@ class HalfConfig(_Strict):
         return HalfPlan(self.dtype, tuple(self.keep_fp32))
 
 
+class EqualizeConfig(_Strict):
+    """Equalize activation ranges across layer pairs before quantizing (function-preserving
+    rescaling, see :mod:`qdistill.quant.equalize`): ``strength`` 1 gives every channel
+    entering a layer the full activation range, 0.5 balances activation and weight
+    ranges; ``consumers`` (plan patterns such as ``[body]``) limits it to the pairs
+    feeding those layers; ``batches`` calibration batches measure the ranges.
+    ``equalize: true`` takes the defaults."""
+
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+    consumers: list[str] | None = None  # plan patterns; None = every equalizable pair
+    batches: int = Field(8, ge=1)
+
+
 class StudentConfig(_Strict):
     name: str = Field(min_length=1)
     method: Literal["float", "ptq", "qat", "qkd", "half"]
@@ -206,6 +219,14 @@ class StudentConfig(_Strict):
     phases: QKDPhases | None = None  # qkd only
     compare_to: str | None = None  # report this student's gain over another student
     half: HalfConfig | None = None  # method half only (default: all float16)
+    equalize: EqualizeConfig | None = None  # ptq, qat, qkd: equalize ranges first
+
+    @field_validator("equalize", mode="before")
+    @classmethod
+    def _equalize_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @field_validator("bits")
     @classmethod
@@ -238,6 +259,8 @@ class StudentConfig(_Strict):
                 )
         elif self.half is not None:
             raise ValueError(f"'half' belongs to method half, not {self.method}")
+        if self.equalize is not None and self.method not in ("ptq", "qat", "qkd"):
+            raise ValueError(f"'equalize' prepares quantization; method {self.method} has none")
         if self.method == "qkd":
             if self.phases is None:
                 raise ValueError("method qkd needs 'phases' (self_study, co_study, tutoring)")

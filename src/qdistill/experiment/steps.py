@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from qdistill.data import Augmentation, Batches, ClassificationData
-from qdistill.experiment.schema import AllocationConfig
+from qdistill.experiment.schema import AllocationConfig, EqualizeConfig
 from qdistill.metrics import evaluate_classifier
 from qdistill.quant import QuantPlan, calibrate, quantize
+from qdistill.quant.equalize import equalize_ranges
 from qdistill.quant.sensitivity import (
     Sensitivity,
     allocate_bits,
@@ -86,6 +87,29 @@ def train_with_validation(
         desc=desc,
     )
     return training_summary(result, train)
+
+
+def equalize_before_quantizing(
+    model: nn.Module, task: Any, config: EqualizeConfig, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Equalize the float model's activation ranges in place on the task's calibration
+    batches; log and return the rescaled layer pairs."""
+    pairs = equalize_ranges(
+        model,
+        task.calibration_batches(),
+        strength=config.strength,
+        consumers=config.consumers,
+        max_batches=config.batches,
+        device=task.device,
+    )
+    if not pairs:
+        log("equalize: no conv/linear -> ReLU -> conv/linear pair to rescale; model unchanged")
+    for pair in pairs:
+        log(
+            f"equalized {pair.producer} -> {pair.consumer}: {pair.channels} channels whose "
+            f"ranges spread {pair.spread:.1f}x"
+        )
+    return [pair.to_dict() for pair in pairs]
 
 
 def quantize_calibrated(

@@ -2,6 +2,7 @@
 
 from qdistill.quant.calibrate import calibrate, calibration_mode
 from qdistill.quant.convert import IntegerLayer, convert
+from qdistill.quant.equalize import equalize_ranges
 from qdistill.quant.fold import fold_batchnorm
 from qdistill.quant.modules import QuantLayer, iter_quant_layers, iter_quantizers
 from qdistill.quant.plan import QuantPlan
@@ -28,6 +29,7 @@ __all__ = [
     "convert",
     "default_act_spec",
     "default_weight_spec",
+    "equalize_ranges",
     "fold_batchnorm",
     "is_quantized",
     "iter_quant_layers",

@@ -101,7 +101,7 @@ class Effect:
     difference: Stat  # paired by seed
 
 
-def distillation_effects(records: list[dict[str, Any]], metric: str) -> list[Effect]:
+def paired_effects(records: list[dict[str, Any]], metric: str) -> list[Effect]:
     """For students with ``compare_to``: metric minus the baseline's, paired by seed and bits."""
     baseline_values: dict[tuple[str, str, int], float] = {}
     for record in records:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from qdistill.report.comparisons import (
     alpha_temperature_grids,
-    distillation_effects,
+    paired_effects,
     pivot_by_bits,
 )
 from qdistill.report.plots import plot_accuracy_vs_bits, plot_grid
@@ -167,7 +167,7 @@ def _comparison_sections(
             "",
             f"![alpha x temperature]({name})",
         ]
-    effects = distillation_effects(records, primary)
+    effects = paired_effects(records, primary)
     if effects:
         table = [
             [
@@ -191,15 +191,16 @@ def _comparison_sections(
             "T",
             "Student",
             "Baseline",
-            "Δ (KD gain)",
+            "Δ (gain)",
             "Pairs",
         ]
         lines += [
             "",
-            "## Effect of distillation",
+            "## Paired comparisons",
             "",
-            f"Difference in {label[0].lower() + label[1:]} against the `compare_to` student, "
-            "paired by seed and bit width; ± is the standard error of the paired "
+            f"Difference in {label[0].lower() + label[1:]} against the `compare_to` student "
+            "(the effect of what the two recipes differ in: distillation, equalization, "
+            "...), paired by seed and bit width; ± is the standard error of the paired "
             "differences.",
             "",
             markdown_table(*drop_empty_columns(headers, table)),
