@@ -212,6 +212,12 @@ def test_equalized_students_record_their_pairs_and_get_their_own_run_ids(tmp_pat
     )
     again = run_experiment(parse_experiment(config), tmp_path)
     assert again.executed == 0 and again.skipped == 4
+    by_name["ptq-eq"]["compare_to"] = "ptq"  # same bits and seed: paired
+    by_name["ptq-eq-body"]["compare_to"] = "teacher"  # a float run: nothing to pair with
+    report = write_report(tmp_path, list(by_name.values())).read_text()
+    section = report.split("## Paired comparisons")[1]
+    assert "| ptq-eq | ptq | w4a4 |" in section
+    assert "No pairs for ptq-eq-body vs teacher: the `compare_to` student" in section
 
 
 def test_equalize_belongs_to_quantizing_students(tmp_path):

@@ -6,6 +6,7 @@ from qdistill.report.comparisons import (
     bits_order,
     paired_effects,
     pivot_by_bits,
+    unpaired_comparisons,
 )
 
 
@@ -40,9 +41,14 @@ def test_paired_effect_by_hand():
     assert effect.difference.n == 3 and effect.baseline_stat.mean == pytest.approx(92)
 
 
-def test_unpaired_runs_are_left_out():
+def test_unpaired_runs_are_left_out_and_named():
     records = [record("base", "base", "w2a2", 0, 90), record("kd", "kd", "w4a4", 0, 95, "base")]
     assert paired_effects(records, "test_acc") == []
+    assert unpaired_comparisons(records, []) == [("kd", "base")]
+    records.append(record("kd2", "kd2", "w2a2", 0, 91, compare_to="base"))
+    effects = paired_effects(records, "test_acc")
+    assert [e.student for e in effects] == ["kd2"]
+    assert unpaired_comparisons(records, effects) == [("kd", "base")]
 
 
 def test_pivot_orders_bits_and_skips_kd_sweeps():

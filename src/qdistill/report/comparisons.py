@@ -140,3 +140,17 @@ def paired_effects(records: list[dict[str, Any]], metric: str) -> list[Effect]:
             )
         )
     return effects
+
+
+def unpaired_comparisons(
+    records: list[dict[str, Any]], effects: list[Effect]
+) -> list[tuple[str, str]]:
+    """(student, compare_to) pairs asked for that found no baseline run with the same
+    bits and seed, so a comparison never silently vanishes from the report."""
+    paired = {(e.student, e.baseline) for e in effects}
+    asked = {
+        (record.get("group", record["name"]), record["compare_to"])
+        for record in records
+        if record.get("compare_to")
+    }
+    return sorted(asked - paired)

@@ -13,6 +13,7 @@ from qdistill.report.comparisons import (
     alpha_temperature_grids,
     paired_effects,
     pivot_by_bits,
+    unpaired_comparisons,
 )
 from qdistill.report.plots import plot_accuracy_vs_bits, plot_grid
 from qdistill.report.sr import (
@@ -204,6 +205,16 @@ def _comparison_sections(
             "differences.",
             "",
             markdown_table(*drop_empty_columns(headers, table)),
+        ]
+    unpaired = unpaired_comparisons(records, effects)
+    if unpaired:
+        if not effects:
+            lines += ["", "## Paired comparisons"]
+        shown = ", ".join(f"{student} vs {baseline}" for student, baseline in unpaired)
+        lines += [
+            "",
+            f"No pairs for {shown}: the `compare_to` student has no run with the same "
+            "bits label and seed.",
         ]
     return lines
 
