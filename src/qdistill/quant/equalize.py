@@ -163,6 +163,7 @@ def equalizable_pairs(model: nn.Module) -> list[tuple[str, str]]:
 def _select_consumers(
     model: nn.Module, pairs: list[tuple[str, str]], patterns: Sequence[str]
 ) -> list[tuple[str, str]]:
+    """The pairs whose consumer a plan pattern names; a pattern naming none is an error."""
     layers = [name for name, _ in quantizable_layers(model)]
     position = {name: index for index, name in enumerate(layers)}
 
