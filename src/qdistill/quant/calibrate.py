@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -28,6 +29,24 @@ def calibration_mode(model: nn.Module):
         model.train(was_training)
 
 
+def feed_batches(
+    model: nn.Module,
+    batches: Iterable,
+    num_batches: int | None = None,
+    device: torch.device | str | None = None,
+) -> int:
+    """Run up to ``num_batches`` batches (inputs, or (inputs, ...) tuples) through
+    ``model`` without gradients, for what its hooks and observers record; return how
+    many ran."""
+    seen = 0
+    with torch.no_grad():
+        for batch in itertools.islice(batches, num_batches):
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(inputs.to(device) if device is not None else inputs)
+            seen += 1
+    return seen
+
+
 def calibrate(
     model: nn.Module,
     batches: Iterable,
@@ -41,14 +60,8 @@ def calibrate(
     """
     if num_batches is not None and num_batches < 1:
         raise ConfigError(f"calibration needs at least one batch, got {num_batches}")
-    seen = 0
-    with torch.no_grad(), calibration_mode(model):
-        for batch in batches:
-            if num_batches is not None and seen >= num_batches:
-                break
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(inputs.to(device) if device is not None else inputs)
-            seen += 1
+    with calibration_mode(model):
+        seen = feed_batches(model, batches, num_batches, device)
     if seen == 0:
         raise ConfigError("calibration data is empty; give at least one batch")
     missing = [name for name, q in iter_quantizers(model) if not q.is_ready]

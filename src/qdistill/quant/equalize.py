@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from qdistill.errors import ConfigError
+from qdistill.quant.calibrate import feed_batches
 from qdistill.quant.plan import pattern_matches
 from qdistill.quant.prepare import is_quantized, quantizable_layers
 
@@ -180,7 +181,6 @@ def _select_consumers(
     return [(p, c) for p, c in pairs if any(chosen(c, pattern) for pattern in patterns)]
 
 
-@torch.no_grad()
 def _input_ranges(
     model: nn.Module,
     consumers: list[str],
@@ -191,27 +191,22 @@ def _input_ranges(
     """Largest |value| per channel entering each consumer, over the batches."""
     ranges: dict[str, torch.Tensor] = {}
 
-    def hook(name: str, module: nn.Module):
-        def record(_module, inputs) -> None:
+    def record(name: str):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             x = inputs[0].detach().abs()
             channel_dim = x.dim() - 1 if isinstance(module, nn.Linear) else 1
             peak = x.amax(dim=[d for d in range(x.dim()) if d != channel_dim]).float()
             ranges[name] = peak if name not in ranges else torch.maximum(ranges[name], peak)
 
-        return record
+        return hook
 
     handles = [
-        model.get_submodule(name).register_forward_pre_hook(hook(name, model.get_submodule(name)))
-        for name in consumers
+        model.get_submodule(name).register_forward_pre_hook(record(name)) for name in consumers
     ]
     was_training = model.training
     model.eval()
     try:
-        for index, batch in enumerate(batches):
-            if index >= max_batches:
-                break
-            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(inputs.to(device) if device is not None else inputs)
+        feed_batches(model, batches, max_batches, device)
     finally:
         for handle in handles:
             handle.remove()
