@@ -20,8 +20,8 @@ import torch
 
 from qdistill.data import build_dataset
 from qdistill.distill import DistillConfig, TeacherOutputCache, distill
-from qdistill.experiment.steps import training_batches
 from qdistill.models import build_model
+from qdistill.tasks.classification import training_batches
 from qdistill.train import TrainConfig, fit
 
 PAIRS = {

@@ -24,10 +24,12 @@ import itertools
 import torch
 
 from qdistill.data import build_dataset
-from qdistill.experiment.steps import quantize_calibrated, train_with_validation
-from qdistill.experiment.tasks import make_task
+from qdistill.experiment.stages.quantize import quantize_calibrated
+from qdistill.experiment.stages.training import train_with_validation
 from qdistill.hardware.benchmark import benchmark_model
 from qdistill.models import build_model
+from qdistill.quant import QuantPlan
+from qdistill.tasks import make_task
 from qdistill.train import TrainConfig
 
 BACKENDS = ("torch", "ort_float", "ort_int8")
@@ -41,7 +43,8 @@ def quantized_espcn(task, act: str, epochs: int) -> torch.nn.Module:
     train = TrainConfig(epochs=epochs, batch_size=16)
     train_with_validation(model, task, train, 0, f"espcn-{act}")
     calibration = list(itertools.islice(task.calibration_batches(), 4))
-    quantized, _ = quantize_calibrated(model, "w8a8", calibration, 4, torch.device("cpu"))
+    plan = QuantPlan.from_config("w8a8")
+    quantized, _ = quantize_calibrated(model, plan, calibration, 4, torch.device("cpu"))
     return quantized.eval()
 
 

@@ -79,3 +79,51 @@ def fake_mnist():
     """write_fake_mnist(root, compress=False) — with .write_idx for single files."""
     write_fake_mnist.write_idx = write_idx
     return write_fake_mnist
+
+
+def make_record(**fields):
+    """A RunRecord with plausible defaults for every field the test does not care about."""
+    from qdistill.experiment.record import RunRecord
+
+    defaults = {
+        "experiment": "x",
+        "run_id": f"id-{fields.get('name', 'r')}-{fields.get('seed', 0)}",
+        "name": "r",
+        "group": fields.get("name", "r"),
+        "seed": 0,
+        "spec_version": 1,
+        "task": "classification",
+        "model": "m",
+        "method": "qat",
+        "recipe": "quantize(qat)",
+        "bits": "w4a4",
+        "w_bits": None,
+        "a_bits": None,
+        "alpha": None,
+        "temperature": None,
+        "phases": None,
+        "plan": None,
+        "half_plan": None,
+        "config": {},
+        "compare_to": None,
+        "metrics": {},
+        "stages": (),
+        "size_bytes": 1,
+        "float32_bytes": 4,
+        "params": 1,
+        "wall_s": 1.0,
+        "allocation": None,
+        "checkpoint": "c.safetensors",
+        "data": {},
+        "experiment_config": {},
+        "versions": {},
+        "device": "cpu",
+        "finished_at": "",
+    }
+    return RunRecord(**{**defaults, **fields})
+
+
+@pytest.fixture
+def record_of():
+    """make_record: a RunRecord from the fields a test names."""
+    return make_record

@@ -57,6 +57,10 @@ def test_train_quantize_evaluate(monkeypatch, capsys, tmp_path):
 
 
 def test_listing_commands(monkeypatch, capsys):
+    from qdistill import __version__
+
+    code, out, _ = run_cli(monkeypatch, capsys, "--version")
+    assert code == 0 and out.strip() == f"qdistill {__version__}"
     code, out, _ = run_cli(monkeypatch, capsys, "models")
     assert code == 0 and "kl_mlp_teacher" in out and "small_cnn" in out
     code, out, _ = run_cli(monkeypatch, capsys, "datasets")
@@ -263,8 +267,8 @@ def test_sensitivity_command_probes_levels_and_allocates(monkeypatch, capsys, tm
     code, out, _ = run_cli(
         monkeypatch, capsys, *args, "--levels", "w2a2,w4a4,w8a8", "--budget", "w4a4"
     )
-    assert code == 0 and "Allocated plan" in out and "'*': 'w2a2'" in out
-    import qdistill.experiment.steps as steps
+    assert code == 0 and "Allocated plan" in out and "'*': 'w2a2 (learned ranges)'" in out
+    import qdistill.experiment.stages.mixed_precision as steps
 
     seen = []
     allocate_bits = steps.allocate_bits

@@ -2,6 +2,6 @@
 
 from qdistill.quant import QuantPlan, calibrate, convert, quantize
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["QuantPlan", "__version__", "calibrate", "convert", "quantize"]

@@ -22,9 +22,23 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from qdistill import __version__
+
+        console.print(f"qdistill {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -158,13 +172,15 @@ def quantize(
 ) -> None:
     """Quantize a checkpoint by post-training calibration or quantization-aware training."""
     from qdistill.experiment.commands import quantize_checkpoint
+    from qdistill.quant import QuantPlan
 
     if method not in ("ptq", "qat"):
         raise ConfigError(f"method {method!r} is unknown; use ptq or qat")
+    plan = QuantPlan.from_config(bits)
     train_config = _train_config(epochs=epochs, batch_size=batch_size, name=optimizer, lr=lr)
     summary = quantize_checkpoint(
         checkpoint,
-        bits,
+        plan,
         method,
         train_config if method == "qat" else None,
         calibration_batches,
@@ -173,11 +189,10 @@ def quantize(
         out,
         equalize,
     )
-    headline = summary["headline"]
     console.print(
-        f"float {headline} {summary['float']:.2f} -> {method} {bits} {summary[headline]:.2f} "
-        f"(integer model {summary[headline + '_integer']:.2f}), "
-        f"size {summary['float_bytes'] / 1024:.1f} -> {summary['size_bytes'] / 1024:.1f} KiB"
+        f"float {summary.headline} {summary.float_value:.2f} -> {method} {plan.short} "
+        f"{summary.value:.2f} (integer model {summary.integer_value:.2f}), "
+        f"size {summary.float_bytes / 1024:.1f} -> {summary.size_bytes / 1024:.1f} KiB"
     )
     console.print(f"[bold green]Checkpoint:[/] {out}")
 
@@ -240,7 +255,9 @@ def sensitivity(
     from rich.table import Table
 
     from qdistill.experiment.commands import sensitivity_checkpoint
-    from qdistill.experiment.schema import AllocationConfig, format_validation_error
+    from qdistill.experiment.schema import format_validation_error
+    from qdistill.experiment.stages.mixed_precision import Allocation, MixedPrecisionStage
+    from qdistill.report.sensitivity import spec_label
 
     options: dict[str, Any] = {
         "granularity": granularity,
@@ -260,25 +277,24 @@ def sensitivity(
     if budget is not None:
         options["budget"] = int(budget) if budget.isdigit() else budget
     try:
-        allocation = AllocationConfig(**options)
+        allocation = MixedPrecisionStage(**options)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, "sensitivity options")) from None
     result = sensitivity_checkpoint(
         checkpoint, allocation, budget is not None, lambda line: console.print(f"  {line}")
     )
-    drops = {
-        label: {s["unit"]: s["drop"] for s in scores} for label, scores in result["levels"].items()
-    }
-    first = next(iter(result["levels"].values()))
-    table = Table(title=f"Sensitivity ({result['metric']}, float {result['float_score']:.3f})")
+    drops = {label: {s.unit: s.drop for s in scores} for label, scores in result.levels.items()}
+    first = next(iter(result.levels.values()))
+    table = Table(title=f"Sensitivity ({result.metric}, float {result.float_score:.3f})")
     for header in ("Unit", "Layers", "Params", *(f"Drop at {label}" for label in drops)):
         table.add_column(header, justify="left" if header == "Unit" else "right")
     for s in first:
-        row = [f"{by_unit[s['unit']]:+.3f}" for by_unit in drops.values()]
-        table.add_row(s["unit"], str(s["layers"]), f"{s['params']:,}", *row)
+        row = [f"{by_unit[s.unit]:+.3f}" for by_unit in drops.values()]
+        table.add_row(s.unit, str(s.layers), f"{s.params:,}", *row)
     console.print(table)
-    if "plan" in result:
-        console.print(f"Allocated plan ({result['budget_bytes']} bytes budget): {result['plan']}")
+    if isinstance(result, Allocation):
+        plan = {pattern: spec_label(spec) for pattern, spec in result.plan.rules}
+        console.print(f"Allocated plan ({result.budget_bytes} bytes budget): {plan}")
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
@@ -310,14 +326,16 @@ def benchmark(
 ) -> None:
     """Latency, throughput versus batch size and energy estimates on each backend."""
     from qdistill.experiment.commands import benchmark_checkpoint
-    from qdistill.report.benchmark import benchmark_table
+    from qdistill.report.benchmark import benchmark_table, write_benchmark_report
 
     chosen = tuple(b.strip() for b in backends.split(",")) if backends else None
-    result, path = benchmark_checkpoint(
-        checkpoint, out, chosen, _int_list(batch_sizes, "--batch-sizes"), repeats, time_limit
+    measurement = benchmark_checkpoint(
+        checkpoint, chosen, _int_list(batch_sizes, "--batch-sizes"), repeats, time_limit
     )
-    console.print(benchmark_table(result))
-    for note in result.notes:
+    measurement.save(out)
+    path = write_benchmark_report(measurement, out, checkpoint.name)
+    console.print(benchmark_table(measurement.benchmark))
+    for note in measurement.benchmark.notes:
         console.print(note)
     console.print(f"[bold green]Report:[/] {path}")
 

@@ -38,9 +38,12 @@ def test_sweep_names_and_distinct_ids(tiny_config):
     assert "grid-a0.2-T8" in names and "grid-a0.8-T2" in names and "qkd-w2a2" in names
     assert len({r.run_id for r in runs}) == len(runs) == 1 + 2 + 2 + 4
     grid = next(r for r in runs if r.name == "grid-a0.8-T2")
-    assert grid.distill.alpha == 0.8 and grid.distill.temperature == 2
+    (distill,) = grid.stages
+    assert (distill.stage, distill.alpha, distill.temperature) == ("distill", 0.8, 2)
+    assert (grid.labels.alpha, grid.labels.temperature) == (0.8, 2)
     qkd = next(r for r in runs if r.name == "qkd-w2a2")
-    assert qkd.distill.alpha == 0.7  # QKD distils with the defaults when none are given
+    (quantize,) = qkd.stages
+    assert quantize.distillation.alpha == 0.7  # QKD distils with the defaults when none given
 
 
 def test_self_study_only_qkd_does_not_distil(tiny_config):
@@ -48,7 +51,7 @@ def test_self_study_only_qkd_does_not_distil(tiny_config):
         {"name": "ss", "method": "qkd", "bits": "w4a4", "phases": {"self_study": ONE_EPOCH}}
     ]
     (run,) = [r for r in plan_runs(parse_experiment(tiny_config)) if r.name == "ss"]
-    assert run.distill is None
+    assert run.stages[0].distillation is None and run.labels.alpha is None
 
 
 @pytest.mark.parametrize(
@@ -92,12 +95,13 @@ def test_invalid_distillation_settings(tiny_config, student, message):
 
 def test_distillation_experiment_end_to_end(tmp_path, tiny_config):
     outcome = run_experiment(parse_experiment(kd_config(tiny_config)), tmp_path)
-    by_name = {r["name"]: r for r in outcome.records}
+    by_name = {r.name: r for r in outcome.records}
     qkd = by_name["qkd-w2a2"]
-    assert qkd["phases"] == "SS+CS+TS" and qkd["alpha"] == 0.7
-    assert list(qkd["training"]["phases"]) == ["self_study", "co_study", "tutoring"]
-    assert qkd["metrics"]["test_acc_integer"] == pytest.approx(qkd["metrics"]["test_acc"], abs=0.3)
-    assert by_name["grid-a0.2-T2"]["training"]["epochs"] == 1
+    assert qkd.phases == "SS+CS+TS" and qkd.alpha == 0.7
+    training = qkd.stages[-1].details["training"]
+    assert list(training["phases"]) == ["self_study", "co_study", "tutoring"]
+    assert qkd.metrics["test_acc_integer"] == pytest.approx(qkd.metrics["test_acc"], abs=0.3)
+    assert by_name["grid-a0.2-T2"].stages[-1].details["epochs"] == 1
     # the frozen teacher's outputs were cached once for all the grid's runs; each QKD run
     # tutors with its own co-studied teacher, whose outputs get their own entry
     assert len(list((tmp_path / "cache").glob("teacher-outputs-*.safetensors"))) == 1 + 2
@@ -155,7 +159,5 @@ def test_self_study_alone_is_exactly_qat(tmp_path, tiny_config):
         {"name": "qat", "method": "qat", "bits": "w2a2", "train": train},
         {"name": "ss", "method": "qkd", "bits": "w2a2", "phases": {"self_study": train}},
     ]
-    records = {
-        r["name"]: r for r in run_experiment(parse_experiment(tiny_config), tmp_path).records
-    }
-    assert records["ss"]["metrics"] == records["qat"]["metrics"]
+    records = {r.name: r for r in run_experiment(parse_experiment(tiny_config), tmp_path).records}
+    assert records["ss"].metrics == records["qat"].metrics

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from importlib import metadata
 
 import pytest
@@ -8,58 +9,47 @@ from qdistill.experiment import ResultsStore, parse_experiment, run_experiment
 from qdistill.models import load_model
 from qdistill.report import summarize, write_report
 
-REQUIRED_KEYS = {
-    "run_id",
-    "name",
-    "model",
-    "method",
-    "w_bits",
-    "a_bits",
-    "seed",
-    "metrics",
-    "size_bytes",
-    "wall_s",
-    "config",
-    "versions",
-}
-
 
 def test_experiment_end_to_end_and_resume(tmp_path, tiny_config, digits):
     config = parse_experiment(tiny_config)
     outcome = run_experiment(config, tmp_path)
     records = outcome.records
     assert outcome.executed == 5 and outcome.skipped == 0
-    assert [r["name"] for r in records] == ["teacher", "ptq-w8a8", "ptq-w2a2", "qat", "small"]
+    assert [r.name for r in records] == ["teacher", "ptq-w8a8", "ptq-w2a2", "qat", "small"]
     for record in records:
-        assert set(record) >= REQUIRED_KEYS
-        assert record["versions"]["torch"] == metadata.version("torch")
-        assert record["versions"]["python"] and record["seed"] == 0
-    by_name = {r["name"]: r for r in records}
-    teacher = by_name["teacher"]["metrics"]["test_acc"]
+        assert record.versions["torch"] == metadata.version("torch")
+        assert record.versions["python"] and record.seed == 0 and record.spec_version == 1
+    by_name = {r.name: r for r in records}
+    teacher = by_name["teacher"].metrics["test_acc"]
     assert teacher > 85
-    assert abs(by_name["ptq-w8a8"]["metrics"]["test_acc"] - teacher) < 2
-    assert by_name["ptq-w8a8"]["w_bits"] == 8 and by_name["teacher"]["w_bits"] == 32
+    assert abs(by_name["ptq-w8a8"].metrics["test_acc"] - teacher) < 2
+    assert by_name["ptq-w8a8"].w_bits == 8 and by_name["teacher"].w_bits == 32
     for name in ("ptq-w8a8", "ptq-w2a2", "qat"):
-        m = by_name[name]["metrics"]
+        m = by_name[name].metrics
         assert m["test_acc_integer"] == pytest.approx(m["test_acc"], abs=0.3)
-    assert by_name["qat"]["training"]["epochs"] == 2
-    assert by_name["small"]["model"] == "dnn_30"
+    start, qat = by_name["qat"].stages
+    assert (start.stage, qat.stage, qat.details["training"]["epochs"]) == ("start", "quantize", 2)
+    # each stage records the validation accuracy after it: the teacher's, then the student's
+    assert start.metrics["val_acc"] == by_name["teacher"].metrics["val_acc"]
+    assert qat.metrics["val_acc"] == by_name["qat"].metrics["val_acc"]
+    assert by_name["small"].model == "dnn_30"
     # tiny layers: scales and biases are a large share, so less than the 4x of the weights
-    assert by_name["ptq-w2a2"]["size_bytes"] < 0.4 * by_name["ptq-w8a8"]["size_bytes"]
+    assert by_name["ptq-w2a2"].size_bytes < 0.4 * by_name["ptq-w8a8"].size_bytes
 
     # checkpoints rebuild into the same quantized model
-    model, _ = load_model(tmp_path / by_name["qat"]["checkpoint"])
+    model, _ = load_model(tmp_path / by_name["qat"].checkpoint)
     from qdistill.data import Batches
     from qdistill.metrics import evaluate_classifier
 
     acc = evaluate_classifier(model, Batches(digits.test, 256))["acc"]
-    assert acc == pytest.approx(by_name["qat"]["metrics"]["test_acc"])
+    assert acc == pytest.approx(by_name["qat"].metrics["test_acc"])
 
     # resuming skips finished runs; the cached teacher is reused
     again = run_experiment(config, tmp_path)
     assert again.executed == 0 and again.skipped == 5
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 5 and all(json.loads(line) for line in lines)
+    assert len(lines) == 5 and all(json.loads(line)["schema"] == 2 for line in lines)
+    assert again.records == records  # what was written reads back the same
 
     report = write_report(tmp_path, again.records)
     text = report.read_text()
@@ -81,28 +71,21 @@ def test_force_reruns_and_appends(tmp_path, tiny_config):
     assert len(outcome.records) == 2  # the newest record of each run
 
 
-def test_results_store_skips_a_torn_line(tmp_path):
+def test_results_store_skips_a_torn_line_and_appends_after_it(tmp_path, record_of):
     store = ResultsStore(tmp_path / "results.jsonl")
-    store.append({"run_id": "a", "x": float("nan")})
+    first = record_of(name="a", metrics={"test_acc": 90.0, "test_loss": float("nan")})
+    store.append(first)
     with open(store.path, "a") as handle:
         handle.write('{"run_id": "b", "trunc')
-    records = store.load()
-    assert records == [{"run_id": "a", "x": None}]
+    assert store.load() == [replace(first, metrics={"test_acc": 90.0})]  # NaN is no value
+    second = record_of(name="c")
+    store.append(second)  # on a line of its own, not glued to the fragment
+    assert [r.name for r in store.load()] == ["a", "c"]
 
 
-def test_summary_mean_and_standard_error():
+def test_summary_mean_and_standard_error(record_of):
     records = [
-        {
-            "name": "q",
-            "model": "m",
-            "method": "qat",
-            "bits": "w4a4",
-            "seed": s,
-            "metrics": {"test_acc": acc},
-            "size_bytes": 10,
-            "float32_bytes": 40,
-            "wall_s": 1.0,
-        }
+        record_of(name="q", seed=s, metrics={"test_acc": acc}, size_bytes=10, float32_bytes=40)
         for s, acc in enumerate([90.0, 92.0, 94.0])
     ]
     (row,) = summarize(records)
@@ -119,10 +102,10 @@ def test_same_seed_reproduces_the_run_exactly(tmp_path, tiny_config):
     first = run_experiment(config, tmp_path / "a").records
     second = run_experiment(config, tmp_path / "b").records
     for a, b in zip(first, second, strict=True):
-        assert a["run_id"] == b["run_id"]
-        assert a["metrics"] == b["metrics"]
-    model_a, _ = load_model(tmp_path / "a" / first[1]["checkpoint"])
-    model_b, _ = load_model(tmp_path / "b" / second[1]["checkpoint"])
+        assert a.run_id == b.run_id
+        assert a.metrics == b.metrics
+    model_a, _ = load_model(tmp_path / "a" / first[1].checkpoint)
+    model_b, _ = load_model(tmp_path / "b" / second[1].checkpoint)
     for (name, ta), tb in zip(
         model_a.state_dict().items(), model_b.state_dict().values(), strict=True
     ):
@@ -138,7 +121,7 @@ def test_report_only_settings_follow_the_current_file(tmp_path, tiny_config):
     tiny_config["students"][1]["compare_to"] = "a"
     outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
     assert outcome.executed == 0  # compare_to changes no result, so nothing re-runs
-    assert {r["name"]: r["compare_to"] for r in outcome.records}["b"] == "a"
+    assert {r.name: r.compare_to for r in outcome.records}["b"] == "a"
 
 
 def test_experiment_exports_and_benchmarks_selected_runs(tmp_path, tiny_config):
@@ -154,21 +137,20 @@ def test_experiment_exports_and_benchmarks_selected_runs(tmp_path, tiny_config):
     }
     config = parse_experiment(tiny_config)
     outcome = run_experiment(config, tmp_path)
-    by_key = {(e["run"], e["format"]): e for e in outcome.exports}
+    by_key = {(e.run, e.format): e for e in outcome.exports}
     assert set(by_key) == {(r, f) for r in ("ptq-w8a8", "ptq-w2a2") for f in ("onnx-qdq", "qonnx")}
-    assert by_key[("ptq-w8a8", "onnx-qdq")]["passed"]
-    assert by_key[("ptq-w2a2", "qonnx")]["passed"]
+    assert by_key[("ptq-w8a8", "onnx-qdq")].passed
+    assert by_key[("ptq-w2a2", "qonnx")].passed
     refused = by_key[("ptq-w2a2", "onnx-qdq")]
-    assert not refused["passed"] and "2-bit weights" in refused["error"]
+    assert not refused.passed and "2-bit weights" in refused.error
     (bench,) = outcome.benchmarks
-    assert bench["run"] == "ptq-w8a8" and [b["backend"] for b in bench["backends"]] == [
-        "torch",
-        "ort_int8",
-    ]
+    backends = [b.backend for b in bench.measurement.benchmark.backends]
+    assert bench.run == "ptq-w8a8" and backends == ["torch", "ort_int8"]
     text = write_report(
         tmp_path, outcome.records, exports=outcome.exports, benchmarks=outcome.benchmarks
     ).read_text()
     assert "## Exports" in text and "## Deployment benchmark" in text
+    assert (tmp_path / bench.folder / "benchmark.md").is_file()
     again = run_experiment(config, tmp_path)  # nothing changed: results are reused
-    assert all(e.get("reused") for e in again.exports if e["passed"])
-    assert again.benchmarks[0]["run_id"] == bench["run_id"]
+    assert all(e.reused for e in again.exports if e.passed)
+    assert again.benchmarks[0].measurement == bench.measurement

@@ -133,5 +133,5 @@ def test_mnist_config_runs_on_files_in_the_real_format(tmp_path, fake_mnist):
     raw["data"]["options"]["root"] = str(tmp_path / "mnist")
     outcome = run_experiment(parse_experiment(raw), tmp_path / "out")
     assert outcome.executed == 17
-    assert {r["data"]["name"] for r in outcome.records} == {"mnist"}
-    assert all(r["data"]["input_shape"] == [1, 28, 28] for r in outcome.records)
+    assert {r.data["name"] for r in outcome.records} == {"mnist"}
+    assert all(r.data["input_shape"] == [1, 28, 28] for r in outcome.records)

@@ -1,13 +1,16 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from qdistill.data import build_dataset
 from qdistill.errors import ConfigError
 from qdistill.experiment import parse_experiment, run_experiment
-from qdistill.experiment.schema import AllocationConfig
-from qdistill.experiment.tasks import make_task
+from qdistill.experiment.stages.mixed_precision import MixedPrecisionStage
 from qdistill.models import load_model
+from qdistill.quant import parse_layer_spec
 from qdistill.report import write_report
+from qdistill.tasks import make_task
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 8, "pixel_loss": "l2"}
 LEARNED_W4A4 = {"bits": "w4a4", "weight": {"range": "learned"}, "act": {"range": "learned"}}
@@ -78,39 +81,37 @@ def _config(**overrides):
 
 def test_super_resolution_experiment_end_to_end(tmp_path):
     outcome = run_experiment(parse_experiment(_config()), tmp_path)
-    by_name = {r["name"]: r for r in outcome.records}
+    by_name = {r.name: r for r in outcome.records}
     assert list(by_name) == ["teacher", "ptq-w8a8", "ptq-alloc-lsq", "mini-kd", "qkd", "fp16"]
     for record in outcome.records:
-        metrics = record["metrics"]
-        assert record["task"] == "super_resolution" and record["headline"] == "test_psnr_y"
+        metrics = record.metrics
+        assert record.task == "super_resolution"
         assert {"test_psnr_y", "test_ssim_y", "test_haarpsi", "val_psnr_y"} <= set(metrics)
         assert metrics["bicubic_test_psnr_y"] > 25 and "test_lpips" not in metrics
-        assert "no AlexNet weights" in record["lpips"] or "do not exist" in record["lpips"]
-        assert (tmp_path / "images" / f"{record['name']}-s0.png").is_file()
+        lpips = record.notes["lpips"]
+        assert "no AlexNet weights" in lpips or "do not exist" in lpips
+        assert (tmp_path / "images" / f"{record.name}-s0.png").is_file()
     for name in ("ptq-w8a8", "ptq-alloc-lsq", "mini-kd", "qkd"):
-        metrics = by_name[name]["metrics"]
+        metrics = by_name[name].metrics
         assert metrics["test_psnr_y_integer"] == pytest.approx(metrics["test_psnr_y"], abs=0.05)
     alloc = by_name["ptq-alloc-lsq"]
-    assert alloc["bits"] == "alloc-lsq" and alloc["plan"]["*"] == "w2a2"
-    assert {u["unit"] for u in alloc["sensitivity"]["units"]} == {
-        "feature_extraction",
-        "body",
-        "upsampling",
-    }
-    assert alloc["size_bytes"] <= alloc["sensitivity"]["budget_bytes"]
-    assert set(alloc["sensitivity"]["levels"]) == {"w2a2", "w4a4", "w8a8"}
-    assert all(spec in ("w2a2", LEARNED_W4A4, "w8a8") for spec in alloc["plan"].values())
+    w2a2, learned_w4a4, w8a8 = (parse_layer_spec(s) for s in ("w2a2", LEARNED_W4A4, "w8a8"))
+    rules = dict(alloc.plan.rules)
+    assert alloc.bits == "alloc-lsq" and rules["*"] == w2a2
+    assert {u.unit for u in alloc.allocation.units} == {"feature_extraction", "body", "upsampling"}
+    assert alloc.size_bytes <= alloc.allocation.budget_bytes
+    assert set(alloc.allocation.levels) == {"w2a2", "w4a4", "w8a8"}
+    assert all(spec in (w2a2, learned_w4a4, w8a8) for spec in rules.values())
+    assert [s.stage for s in alloc.stages] == ["start", "mixed-precision", "quantize"]
     assert any((tmp_path / "samples").rglob("epoch-001.png"))
     half, teacher = by_name["fp16"], by_name["teacher"]
-    assert half["bits"] == "fp16+fp32:upsampling" and half["plan"]["keep_fp32"] == ["upsampling"]
-    assert half["metrics"]["test_psnr_y"] == pytest.approx(
-        teacher["metrics"]["test_psnr_y"], abs=0.02
-    )
-    assert 0.5 < half["size_bytes"] / teacher["size_bytes"] < 0.7  # upsampling stays float32
-    model, _ = load_model(tmp_path / half["checkpoint"])
+    assert half.bits == "fp16+fp32:upsampling" and half.half_plan.keep_fp32 == ("upsampling",)
+    assert half.metrics["test_psnr_y"] == pytest.approx(teacher.metrics["test_psnr_y"], abs=0.02)
+    assert 0.5 < half.size_bytes / teacher.size_bytes < 0.7  # upsampling stays float32
+    model, _ = load_model(tmp_path / half.checkpoint)
     assert model.body[0].weight.dtype == torch.float16
     assert model.upsampling[0].weight.dtype == torch.float32
-    model, _ = load_model(tmp_path / by_name["mini-kd"]["checkpoint"])
+    model, _ = load_model(tmp_path / by_name["mini-kd"].checkpoint)
     assert type(model).__name__ == "MiniESPCN"
     report = write_report(tmp_path, outcome.records).read_text()
     for text in ("PSNR-Y (dB)", "| bicubic |", "picture_grid.png", "Drop at w4a4", "fp16+fp32"):
@@ -119,7 +120,7 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     # every unit is at 2 bits (learned by default below 4) or at the learned 4-bit level
     assert "(learned ranges)" in report.split("## Sensitivity and allocated plan")[1]
     # a Y-only model has no RGB metrics and pixel-wise KD no temperature: no empty columns
-    assert by_name["qkd"]["temperature"] is None and "PSNR-RGB" not in report
+    assert by_name["qkd"].temperature is None and "PSNR-RGB" not in report
     effects = report.split("## Paired comparisons")[1]
     assert "| mini-kd | w4a4 | 0.2 |" in effects and "| T |" not in effects
 
@@ -157,13 +158,13 @@ def test_allocation_entries_are_validated():
 
 
 def test_allocation_levels_are_labelled_by_their_widths():
-    same_widths = AllocationConfig(levels=["w4a4", LEARNED_W4A4, "w8a8"])
+    same_widths = MixedPrecisionStage(levels=["w4a4", LEARNED_W4A4, "w8a8"])
     assert list(same_widths.labelled_levels) == ["w4a4-1", "w4a4-2", "w8a8"]
-    assert same_widths.labelled_levels["w4a4-2"] == LEARNED_W4A4
+    assert same_widths.labelled_levels["w4a4-2"] == parse_layer_spec(LEARNED_W4A4)
     assert same_widths.labelled_probes == same_widths.labelled_levels
-    low_high = AllocationConfig(low="w2a2", probe={"bits": "w3a3"})
+    low_high = MixedPrecisionStage(low="w2a2", probe={"bits": "w3a3"})
     assert list(low_high.labelled_levels) == ["w2a2", "w8a8"]
-    assert low_high.labelled_probes == {"w3a3": {"bits": "w3a3"}}
+    assert low_high.labelled_probes == {"w3a3": parse_layer_spec("w3a3")}
 
 
 def test_half_students_are_validated():
@@ -194,26 +195,30 @@ def test_equalized_students_record_their_pairs_and_get_their_own_run_ids(tmp_pat
         evaluation={},
     )
     outcome = run_experiment(parse_experiment(config), tmp_path)
-    by_name = {r["name"]: r for r in outcome.records}
-    assert by_name["ptq"]["equalized"] is None and by_name["ptq"]["config"]["equalize"] is None
-    pairs = by_name["ptq-eq"]["equalized"]
+    by_name = {r.name: r for r in outcome.records}
+
+    def equalized(name):
+        return [s.details["pairs"] for s in by_name[name].stages if s.stage == "equalize"]
+
+    assert equalized("ptq") == [] and "equalize" not in by_name["ptq"].config
+    (pairs,) = equalized("ptq-eq")
     assert [(p["producer"], p["consumer"]) for p in pairs] == [
         ("feature_extraction.0", "body.0"),
         ("body.0", "upsampling.0"),
     ]
     assert all(p["channels"] in (8, 4) and p["spread"] >= 1 for p in pairs)
-    assert by_name["ptq-eq"]["config"]["equalize"]["strength"] == 1.0
-    assert [p["consumer"] for p in by_name["ptq-eq-body"]["equalized"]] == ["body.0"]
+    assert by_name["ptq-eq"].config["equalize"]["strength"] == 1.0
+    assert [p["consumer"] for p in equalized("ptq-eq-body")[0]] == ["body.0"]
     # the checkpoint holds the rescaled weights: reloading reproduces the recorded quality
-    model, _ = load_model(tmp_path / by_name["ptq-eq"]["checkpoint"])
+    model, _ = load_model(tmp_path / by_name["ptq-eq"].checkpoint)
     task = make_task(build_dataset("photos", **config["data"]["options"]), torch.device("cpu"))
     assert task.evaluate(model)["test_psnr_y"] == pytest.approx(
-        by_name["ptq-eq"]["metrics"]["test_psnr_y"], abs=1e-4
+        by_name["ptq-eq"].metrics["test_psnr_y"], abs=1e-4
     )
     again = run_experiment(parse_experiment(config), tmp_path)
     assert again.executed == 0 and again.skipped == 4
-    by_name["ptq-eq"]["compare_to"] = "ptq"  # same bits and seed: paired
-    by_name["ptq-eq-body"]["compare_to"] = "teacher"  # a float run: nothing to pair with
+    by_name["ptq-eq"] = replace(by_name["ptq-eq"], compare_to="ptq")  # same bits and seed
+    by_name["ptq-eq-body"] = replace(by_name["ptq-eq-body"], compare_to="teacher")  # float
     report = write_report(tmp_path, list(by_name.values())).read_text()
     section = report.split("## Paired comparisons")[1]
     assert "| ptq-eq | ptq | w4a4 |" in section

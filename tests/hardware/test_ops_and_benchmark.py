@@ -6,10 +6,17 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.hardware.benchmark import benchmark_model, speedups
-from qdistill.hardware.ops import layer_costs, total_bops, total_macs
+from qdistill.hardware.deployment import DeploymentMeasurement, saved_measurement
 from qdistill.hardware.power import energy_per_image_j, power_table
-from qdistill.hardware.size import model_size
-from qdistill.quant import calibrate, convert, quantize
+from qdistill.quant import (
+    calibrate,
+    convert,
+    layer_costs,
+    model_size,
+    quantize,
+    total_bops,
+    total_macs,
+)
 from qdistill.report.benchmark import write_benchmark_report
 
 
@@ -71,12 +78,17 @@ def test_benchmark_schema_on_a_tiny_model(tmp_path):
         )
         assert backend.energy_mj == pytest.approx(expected)
     assert speedups(result)["torch"] == 1.0
-    path = write_benchmark_report(result, layer_costs(q, x[:1]), model_size(q), tmp_path, "tiny")
+    measurement = DeploymentMeasurement(result, layer_costs(q, x[:1]), model_size(q), "run-a")
+    measurement.save(tmp_path)
+    path = write_benchmark_report(measurement, tmp_path, "tiny")
     data = json.loads((tmp_path / "benchmark.json").read_text())
     assert {b["backend"] for b in data["backends"]} >= {"torch", "ort_int8"}
     assert data["layers"][0]["macs"] == 64 * 32
     assert "Estimates, not measurements" in path.read_text()
     assert (tmp_path / "throughput_vs_batch.png").is_file()
+    # a saved measurement is read back whole, and only for the stamp it measured
+    assert saved_measurement(tmp_path, "run-a") == measurement
+    assert saved_measurement(tmp_path, "run-b") is None
 
 
 def test_backends_that_cannot_run_say_why():

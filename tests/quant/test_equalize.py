@@ -168,19 +168,18 @@ def test_bad_requests_are_config_errors():
 def test_runner_step_says_when_there_is_nothing_to_equalize():
     from types import SimpleNamespace
 
-    from qdistill.experiment.schema import EqualizeConfig
-    from qdistill.experiment.steps import equalize_before_quantizing
+    from qdistill.experiment.stages.equalize import EqualizeStage, equalize_before_quantizing
 
     task = SimpleNamespace(
         calibration_batches=lambda: [(torch.rand(4, 1, 12, 12),)], device=torch.device("cpu")
     )
     lines = []
     tanh = build_model("espcn", (1, 12, 12), 1, scale=2)
-    assert equalize_before_quantizing(tanh, task, EqualizeConfig(), lines.append) == []
+    assert equalize_before_quantizing(tanh, task, EqualizeStage(), lines.append) == []
     assert lines == [
         "equalize: no conv/linear -> ReLU -> conv/linear pair to rescale; model unchanged"
     ]
     relu = build_model("espcn", (1, 12, 12), 1, scale=2, act="relu")
-    pairs = equalize_before_quantizing(relu, task, EqualizeConfig(strength=0.5), lines.append)
+    pairs = equalize_before_quantizing(relu, task, EqualizeStage(strength=0.5), lines.append)
     assert [p["consumer"] for p in pairs] == ["body.0", "upsampling.0"]
     assert lines[1].startswith("equalized feature_extraction.0 -> body.0: 64 channels")

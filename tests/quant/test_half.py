@@ -4,9 +4,8 @@ import torch
 
 from qdistill.errors import ConfigError
 from qdistill.export import export_model
-from qdistill.hardware import model_size
 from qdistill.models import build_model, load_model, save_model
-from qdistill.quant import quantize
+from qdistill.quant import model_size, quantize
 from qdistill.quant.half import HalfPlan, half_precision, kept_modules
 
 

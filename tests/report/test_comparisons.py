@@ -10,26 +10,27 @@ from qdistill.report.comparisons import (
 )
 
 
-def record(
-    name, group, bits, seed, acc, compare_to=None, alpha=None, temperature=None, method="qat"
-):
-    return {
-        "name": name,
-        "group": group,
-        "model": "m",
-        "method": method,
-        "bits": bits,
-        "seed": seed,
-        "metrics": {"test_acc": acc},
-        "size_bytes": 1,
-        "float32_bytes": 4,
-        "compare_to": compare_to,
-        "alpha": alpha,
-        "temperature": temperature,
-    }
+@pytest.fixture
+def record(record_of):
+    def build(
+        name, group, bits, seed, acc, compare_to=None, alpha=None, temperature=None, method="qat"
+    ):
+        return record_of(
+            name=name,
+            group=group,
+            method=method,
+            bits=bits,
+            seed=seed,
+            metrics={"test_acc": acc},
+            compare_to=compare_to,
+            alpha=alpha,
+            temperature=temperature,
+        )
+
+    return build
 
 
-def test_paired_effect_by_hand():
+def test_paired_effect_by_hand(record):
     records = [record("base-w2a2", "base", "w2a2", s, a) for s, a in enumerate([90, 92, 94])]
     records += [
         record("kd-w2a2", "kd", "w2a2", s, a, compare_to="base")
@@ -41,7 +42,7 @@ def test_paired_effect_by_hand():
     assert effect.difference.n == 3 and effect.baseline_stat.mean == pytest.approx(92)
 
 
-def test_unpaired_runs_are_left_out_and_named():
+def test_unpaired_runs_are_left_out_and_named(record):
     records = [record("base", "base", "w2a2", 0, 90), record("kd", "kd", "w4a4", 0, 95, "base")]
     assert paired_effects(records, "test_acc") == []
     assert unpaired_comparisons(records, []) == [("kd", "base")]
@@ -51,7 +52,7 @@ def test_unpaired_runs_are_left_out_and_named():
     assert unpaired_comparisons(records, effects) == [("kd", "base")]
 
 
-def test_pivot_orders_bits_and_skips_kd_sweeps():
+def test_pivot_orders_bits_and_skips_kd_sweeps(record):
     records = [record(f"q-{b}", "q", b, 0, acc) for b, acc in [("w2a2", 80), ("w8a8", 95)]]
     records += [record(f"p-{b}", "p", b, 0, acc, method="ptq") for b, acc in [("w8a8", 94)]]
     records += [record(f"g-a{a}", "g", "w8a8", 0, 1.0, alpha=a, temperature=8) for a in (0.1, 0.2)]
@@ -66,7 +67,7 @@ def test_pivot_orders_bits_and_skips_kd_sweeps():
     ]
 
 
-def test_alpha_temperature_grid():
+def test_alpha_temperature_grid(record):
     records = [
         record(f"g-a{a}-T{t}", "g", "float", 0, 10 * a + t, alpha=a, temperature=t, method="float")
         for a in (0.2, 0.5)
@@ -77,7 +78,7 @@ def test_alpha_temperature_grid():
     assert grid.values[1][0].mean == pytest.approx(8.0)
 
 
-def test_pivot_keeps_plans_with_the_same_label_apart():
+def test_pivot_keeps_plans_with_the_same_label_apart(record):
     records = [record("q-w4a4", "q", "w4a4", 0, 70)]
     records += [record(f"q-alloc-{i}", "q", "alloc", 0, acc) for i, acc in [(2, 80), (3, 75)]]
     records += [record("p-w4a4", "p", "w4a4", 0, 60, method="ptq")]

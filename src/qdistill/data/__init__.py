@@ -3,7 +3,7 @@
 from qdistill.data import digits, idx, sr  # noqa: F401  (register the datasets)
 from qdistill.data.augment import Augmentation
 from qdistill.data.base import ArraySplit, Batches, ClassificationData
-from qdistill.data.registry import DATASETS, build_dataset
+from qdistill.data.registry import DATASETS, build_dataset, dataset_task
 
 __all__ = [
     "DATASETS",
@@ -12,4 +12,5 @@ __all__ = [
     "Batches",
     "ClassificationData",
     "build_dataset",
+    "dataset_task",
 ]

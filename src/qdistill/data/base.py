@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ class ArraySplit:
 class ClassificationData:
     """Train/val/test splits of one dataset plus what a model needs to know about it."""
 
+    task: ClassVar[str] = "classification"
     name: str
     train: ArraySplit
     val: ArraySplit

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -69,6 +69,7 @@ def make_pair(name: str, hr: torch.Tensor, scale: int, lr: torch.Tensor | None =
 class SRData:
     """Training images (patches are sampled from them), validation and test images."""
 
+    task: ClassVar[str] = "super_resolution"
     name: str
     scale: int
     channels: Channels
@@ -139,7 +140,7 @@ class SRData:
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "task": "super_resolution",
+            "task": self.task,
             "scale": self.scale,
             "channels": self.channels,
             "lr_patch": self.lr_patch,
@@ -310,3 +311,7 @@ def sr_folder(
         patches_per_epoch=patches_per_epoch,
         info={"train": str(train), "test": str(test), "lr": "folder" if train_lr else "bicubic"},
     )
+
+
+for _factory in (photos, sr_folder):
+    _factory.task = SRData.task  # lets configs be checked against models before loading data

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from qdistill.config import StrictConfig
 from qdistill.train.config import TrainConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeatureTermConfig(_Strict):
+class FeatureTermConfig(StrictConfig):
     """One feature-level term added to the output loss.
 
     ``attention_transfer`` and ``feature_mse`` match (student path, teacher path)
@@ -39,60 +35,26 @@ class FeatureTermConfig(_Strict):
         return self
 
 
-Sweepable = float | list[float]
-
-
-class DistillConfig(_Strict):
+class DistillConfig(StrictConfig):
     """Output loss (``kd_kl`` for classifiers, ``pixel_kd`` for image outputs), its
-    alpha/temperature (lists are swept), extra feature terms, and the teacher-output
-    cache policy (``auto``: cache when the teacher is frozen, inputs are not augmented
-    and no feature term needs live teacher features)."""
+    alpha/temperature, extra feature terms, and the teacher-output cache policy
+    (``auto``: cache when the teacher is frozen, inputs are not augmented and no feature
+    term needs live teacher features)."""
 
     loss: Literal["kd_kl", "pixel_kd"] = "kd_kl"
-    alpha: Sweepable = 0.7
-    temperature: Sweepable = 8.0
+    alpha: float = Field(0.7, ge=0.0, le=1.0)
+    temperature: float = Field(8.0, gt=0.0)
     pixel_loss: Literal["l1", "l2", "charbonnier"] = "l2"
     features: list[FeatureTermConfig] = Field(default_factory=list)
     cache: Literal["auto", "off"] = "auto"
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_range(cls, value: Sweepable) -> Sweepable:
-        values = value if isinstance(value, list) else [value]
-        if not values or any(not 0.0 <= a <= 1.0 for a in values):
-            raise ValueError(f"alpha must be in [0, 1], got {value}")
-        return value
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature_positive(cls, value: Sweepable) -> Sweepable:
-        values = value if isinstance(value, list) else [value]
-        if not values or any(t <= 0 for t in values):
-            raise ValueError(f"temperature must be positive, got {value}")
-        return value
-
-    def sweep_points(self) -> list[DistillConfig]:
-        """One config per (alpha, temperature) combination."""
-        alphas = self.alpha if isinstance(self.alpha, list) else [self.alpha]
-        temperatures = (
-            self.temperature if isinstance(self.temperature, list) else [self.temperature]
-        )
-        return [
-            self.model_copy(update={"alpha": a, "temperature": t})
-            for a, t in itertools.product(alphas, temperatures)
-        ]
 
     @property
     def uses_temperature(self) -> bool:
         """Only the classifier loss softens outputs; pixel-wise KD has no temperature."""
         return self.loss == "kd_kl"
 
-    @property
-    def swept(self) -> list[str]:
-        return [k for k in ("alpha", "temperature") if isinstance(getattr(self, k), list)]
 
-
-class QKDPhases(_Strict):
+class QKDPhases(StrictConfig):
     """The three QKD phases; leave one out (or null) to skip it."""
 
     self_study: TrainConfig | None = None

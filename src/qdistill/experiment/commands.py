@@ -1,9 +1,11 @@
-"""Single-model workflows behind ``qdistill train``, ``quantize`` and ``evaluate``."""
+"""Single-model workflows behind ``qdistill train``, ``quantize``, ``evaluate``, ``export``,
+``benchmark`` and ``sensitivity``."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,21 @@ import torch
 from qdistill.console import console
 from qdistill.data import build_dataset
 from qdistill.errors import CheckpointError, ConfigError
-from qdistill.experiment.schema import AllocationConfig, EqualizeConfig
-from qdistill.experiment.steps import (
+from qdistill.experiment.stages.equalize import EqualizeStage, equalize_before_quantizing
+from qdistill.experiment.stages.mixed_precision import (
+    MixedPrecisionStage,
+    SensitivityProbe,
     allocate_by_sensitivity,
-    equalize_before_quantizing,
     probe_sensitivity,
-    quantize_calibrated,
-    train_with_validation,
 )
-from qdistill.experiment.tasks import make_task
+from qdistill.experiment.stages.quantize import quantize_calibrated
+from qdistill.experiment.stages.training import train_with_validation
 from qdistill.export import ExportReport, export_model
-from qdistill.hardware import model_size
+from qdistill.hardware.deployment import DeploymentMeasurement, measure_deployment
 from qdistill.models import build_model, load_model, save_model
-from qdistill.quant import is_quantized
+from qdistill.quant import QuantPlan, is_quantized, model_size
 from qdistill.runtime import collect_versions, seed_everything
+from qdistill.tasks import make_task
 from qdistill.train import TrainConfig
 
 _CPU = torch.device("cpu")
@@ -77,9 +80,21 @@ def _checkpoint_data(
     return build_dataset(name, **options), {"name": name, "options": options}
 
 
+@dataclass(frozen=True)
+class QuantizeSummary:
+    """The headline test metric before and after quantizing, and the sizes."""
+
+    headline: str
+    float_value: float
+    value: float
+    integer_value: float  # of the converted (integer) model
+    float_bytes: int
+    size_bytes: int
+
+
 def quantize_checkpoint(
     checkpoint: Path,
-    bits: str,
+    plan: QuantPlan,
     method: str,
     train: TrainConfig | None,
     calibration_batches: int,
@@ -87,7 +102,7 @@ def quantize_checkpoint(
     seed: int,
     out: Path,
     equalize: bool = False,
-) -> dict[str, Any]:
+) -> QuantizeSummary:
     """PTQ (calibrate) or QAT (calibrate, then train) a float checkpoint, optionally after
     equalizing its activation ranges; save the result."""
     float_model, metadata = load_model(checkpoint)
@@ -97,21 +112,13 @@ def quantize_checkpoint(
     task = make_task(data, _CPU)
     seed_everything(seed)
     model = copy.deepcopy(float_model)
-    equalized = (
-        equalize_before_quantizing(model, task, EqualizeConfig(), console.print)
-        if equalize
-        else None
-    )
-    model, _ = quantize_calibrated(
-        model,
-        bits,
-        task.calibration_batches(),
-        calibration_batches,
-        _CPU,
-        fold_bn,
-    )
+    equalized = None
+    if equalize:
+        equalized = equalize_before_quantizing(model, task, EqualizeStage(), console.print)
+    batches = task.calibration_batches()
+    model, _ = quantize_calibrated(model, plan, batches, calibration_batches, _CPU, fold_bn)
     if method == "qat":
-        train_with_validation(model, task, train, seed, f"qat {bits}")
+        train_with_validation(model, task, train, seed, f"qat {plan.short}")
     metrics = task.evaluate(model)
     metrics.update(task.integer_metrics(model))
     save_model(
@@ -125,7 +132,7 @@ def quantize_checkpoint(
         extra={
             "data": data_record,
             "method": method,
-            "bits": bits,
+            "bits": plan.short,
             "equalized": equalized,
             "seed": seed,
             "source": str(checkpoint),
@@ -133,13 +140,15 @@ def quantize_checkpoint(
             "versions": collect_versions(),
         },
     )
-    return {
-        **metrics,
-        "headline": task.headline,
-        "float": task.evaluate(float_model)[task.headline],
-        "float_bytes": model_size(float_model).total_bytes,
-        "size_bytes": model_size(model).total_bytes,
-    }
+    key = task.headline.key
+    return QuantizeSummary(
+        headline=key,
+        float_value=task.evaluate(float_model)[key],
+        value=metrics[key],
+        integer_value=metrics[task.integer.key],
+        float_bytes=model_size(float_model).total_bytes,
+        size_bytes=model_size(model).total_bytes,
+    )
 
 
 def evaluate_checkpoint(
@@ -175,53 +184,41 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> Ex
 
 def benchmark_checkpoint(
     checkpoint: Path,
-    out_dir: Path,
     backends: tuple[str, ...] | None,
     batch_sizes: tuple[int, ...],
     repeats: int,
     time_limit_s: float,
-):
-    """Benchmark a checkpoint on each backend and write the report; return (result, path)."""
-    from qdistill.hardware.benchmark import benchmark_model
-    from qdistill.hardware.ops import layer_costs
-    from qdistill.report.benchmark import write_benchmark_report
-
+) -> DeploymentMeasurement:
+    """Benchmark a checkpoint on each backend, with its per-layer costs and size."""
     model, metadata = load_model(checkpoint)
     data, _ = _checkpoint_data(metadata, None, {})
     if repeats < 2 or not batch_sizes or min(batch_sizes) < 1:
         raise ConfigError("benchmark needs --repeats >= 2 and positive batch sizes")
-    sample = data.sample_inputs(32)
-    result = benchmark_model(
+    return measure_deployment(
         model,
-        tuple(sample.shape[1:]),
-        sample,
+        data.sample_inputs(32),
+        str(checkpoint),
         backends=backends,
         batch_sizes=batch_sizes,
         repeats=repeats,
         time_limit_s=time_limit_s,
     )
-    costs = layer_costs(model, sample[:1])
-    path = write_benchmark_report(result, costs, model_size(model), out_dir, checkpoint.name)
-    return result, path
 
 
 def sensitivity_checkpoint(
     checkpoint: Path,
-    allocation: AllocationConfig,
+    allocation: MixedPrecisionStage,
     allocate: bool,
     log: Callable[[str], None],
-) -> dict[str, Any]:
+) -> SensitivityProbe:
     """Quantize each stage (or layer) of a float checkpoint alone at each probed width of
     ``allocation`` and score it on the validation split; with ``allocate`` also allocate
-    a plan within its budget. The result is an allocation record, plus ``plan``."""
+    a plan within its budget (an Allocation)."""
     model, metadata = load_model(checkpoint)
     if is_quantized(model):
         raise CheckpointError(f"{checkpoint} is quantized; measure sensitivity on the float model")
     data, _ = _checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
     if allocate:
-        plan, record = allocate_by_sensitivity(model, task, allocation, log)
-        return {**record, "plan": plan}
-    baseline, probed = probe_sensitivity(model, task, allocation, log)
-    levels = {label: [s.to_dict() for s in scores] for label, scores in probed.items()}
-    return {"metric": task.monitor, "float_score": baseline, "levels": levels}
+        return allocate_by_sensitivity(model, task, allocation, log)
+    return probe_sensitivity(model, task, allocation, log)

@@ -1,102 +1,115 @@
-"""After the runs: export selected runs and benchmark them (the experiment's deploy step).
+"""After the runs: export selected runs and measure their deployment.
 
-Each export or benchmark is tied to the run id it measured, so re-running an
-experiment reuses results whose run did not change. A refused or failed export is
+Exports and measurements are stamped with the run id they came from, so re-running an
+experiment reuses those whose run did not change. A refused or failed export is
 recorded with its reason instead of stopping the experiment.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qdistill.console import console
 from qdistill.errors import QdistillError
+from qdistill.experiment.record import RunRecord
 from qdistill.experiment.schema import BenchmarkConfig, ExportConfig
-from qdistill.experiment.tasks import Task
-from qdistill.export import export_model
+from qdistill.export import ExportReport, export_model, saved_export
+from qdistill.hardware.deployment import (
+    DeploymentMeasurement,
+    measure_deployment,
+    saved_measurement,
+)
 from qdistill.models import load_model
+from qdistill.tasks import Task
 
 
-def _selected(records: list[dict[str, Any]], names: list[str], quantized_only: bool):
-    """First-seed record of every run whose name or student group is in ``names``."""
-    chosen: dict[str, dict[str, Any]] = {}
-    for record in sorted(records, key=lambda r: r["seed"]):
-        wanted = record["name"] in names or record.get("group") in names
-        if names and not wanted:
+@dataclass(frozen=True)
+class ExportRecord:
+    """One export of one run: its verified report, or why it was not written."""
+
+    run: str
+    run_id: str
+    format: str
+    file: str  # relative to the experiment's folder
+    report: ExportReport | None
+    error: str | None = None
+    reused: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.report is not None and self.report.passed
+
+
+@dataclass(frozen=True)
+class BenchmarkRecord:
+    """The deployment measurement of one run, and the folder of its report."""
+
+    run: str
+    run_id: str
+    folder: str  # relative to the experiment's folder
+    measurement: DeploymentMeasurement
+
+
+def select_runs(records: list[RunRecord], names: list[str], quantized_only: bool):
+    """First-seed record of every run whose name or student group is in ``names`` (all
+    runs, or all quantized runs with ``quantized_only``, when ``names`` is empty)."""
+    chosen: dict[str, RunRecord] = {}
+    for record in sorted(records, key=lambda r: r.seed):
+        if names and record.name not in names and record.group not in names:
             continue
-        if not names and quantized_only and record["method"] == "float":
+        if not names and quantized_only and record.plan is None:
             continue
-        chosen.setdefault(record["name"], record)
+        chosen.setdefault(record.name, record)
     return list(chosen.values())
 
 
+def _export(record: RunRecord, fmt: str, config: ExportConfig, task: Task, out_dir: Path):
+    path = out_dir / "exports" / f"{record.name}-s{record.seed}.{fmt}.onnx"
+    row = {"run": record.name, "run_id": record.run_id, "format": fmt}
+    row["file"] = str(path.relative_to(out_dir))
+    saved = saved_export(path, record.run_id)
+    if saved is not None:
+        return ExportRecord(**row, report=saved, reused=True)
+    model, _ = load_model(out_dir / record.checkpoint)
+    try:
+        report = export_model(
+            model, path, fmt, task.sample_inputs(config.samples), stamp=record.run_id
+        )
+    except QdistillError as err:
+        console.print(f"  export {record.name} {fmt}: [yellow]not written[/]: {err}")
+        return ExportRecord(**row, report=None, error=str(err))
+    console.print(f"  export {record.name}: {report.summary()}")
+    return ExportRecord(**row, report=report)
+
+
 def export_runs(
-    config: ExportConfig, records: list[dict[str, Any]], task: Task, out_dir: Path
-) -> list[dict[str, Any]]:
-    rows = []
-    for record in _selected(records, config.runs, quantized_only=True):
-        model, _ = load_model(out_dir / record["checkpoint"])
-        for fmt in config.formats:
-            path = out_dir / "exports" / f"{record['name']}-s{record['seed']}.{fmt}.onnx"
-            report_path = Path(f"{path}.report.json")
-            row = {
-                "run": record["name"],
-                "run_id": record["run_id"],
-                "format": fmt,
-                "file": str(path.relative_to(out_dir)),
-            }
-            if report_path.is_file() and path.is_file():
-                saved = json.loads(report_path.read_text())
-                if saved.get("run_id") == record["run_id"]:
-                    rows.append({**row, **saved, "reused": True})
-                    continue
-            try:
-                report = export_model(model, path, fmt, task.sample_inputs(config.samples))
-                saved = {**report.to_dict(), "run_id": record["run_id"]}
-                report_path.write_text(json.dumps(saved, indent=2))
-                rows.append({**row, **saved})
-                console.print(f"  export {record['name']}: {report.summary()}")
-            except QdistillError as err:
-                rows.append({**row, "passed": False, "error": str(err)})
-                console.print(f"  export {record['name']} {fmt}: [yellow]not written[/]: {err}")
-    return rows
+    config: ExportConfig, records: list[RunRecord], task: Task, out_dir: Path
+) -> list[ExportRecord]:
+    selected = select_runs(records, config.runs, quantized_only=True)
+    return [_export(r, fmt, config, task, out_dir) for r in selected for fmt in config.formats]
 
 
 def benchmark_runs(
-    config: BenchmarkConfig, records: list[dict[str, Any]], task: Task, out_dir: Path
-) -> list[dict[str, Any]]:
-    from qdistill.hardware.benchmark import benchmark_model
-    from qdistill.hardware.ops import layer_costs
-    from qdistill.hardware.size import model_size
-    from qdistill.report.benchmark import write_benchmark_report
-
+    config: BenchmarkConfig, records: list[RunRecord], task: Task, out_dir: Path
+) -> list[BenchmarkRecord]:
     rows = []
-    for record in _selected(records, config.runs, quantized_only=False):
-        directory = out_dir / "benchmarks" / f"{record['name']}-s{record['seed']}"
-        saved_path = directory / "benchmark.json"
-        if saved_path.is_file():
-            saved = json.loads(saved_path.read_text())
-            if saved.get("run_id") == record["run_id"]:
-                rows.append({"run": record["name"], **saved})
-                continue
-        model, _ = load_model(out_dir / record["checkpoint"])
-        console.print(f"  benchmark {record['name']} ...")
-        sample = task.sample_inputs(32)
-        result = benchmark_model(
-            model,
-            tuple(sample.shape[1:]),
-            sample,
-            backends=tuple(config.backends) if config.backends else None,
-            batch_sizes=tuple(config.batch_sizes),
-            repeats=config.repeats,
-            time_limit_s=config.time_limit_s,
-        )
-        write_benchmark_report(
-            result, layer_costs(model, sample[:1]), model_size(model), directory, record["name"]
-        )
-        saved = {**json.loads(saved_path.read_text()), "run_id": record["run_id"]}
-        saved_path.write_text(json.dumps(saved, indent=2))
-        rows.append({"run": record["name"], **saved})
+    for record in select_runs(records, config.runs, quantized_only=False):
+        folder = out_dir / "benchmarks" / f"{record.name}-s{record.seed}"
+        measurement = saved_measurement(folder, record.run_id)
+        if measurement is None:
+            model, _ = load_model(out_dir / record.checkpoint)
+            console.print(f"  benchmark {record.name} ...")
+            measurement = measure_deployment(
+                model,
+                task.sample_inputs(32),
+                record.run_id,
+                backends=tuple(config.backends) if config.backends else None,
+                batch_sizes=tuple(config.batch_sizes),
+                repeats=config.repeats,
+                time_limit_s=config.time_limit_s,
+            )
+            measurement.save(folder)
+        relative = str(folder.relative_to(out_dir))
+        rows.append(BenchmarkRecord(record.name, record.run_id, relative, measurement))
     return rows

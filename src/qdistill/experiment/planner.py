@@ -1,8 +1,10 @@
-"""Expand an experiment into runs: one per (student, bits, alpha, T, seed) plus the teacher.
+"""Expand an experiment into runs: the teacher, then every student's every variant, for
+each seed. Runs hold single values only.
 
-Each run's id is a hash of everything that determines its result (data, teacher,
-student recipe, bits, seed, qdistill version), so re-running the same file finds
-finished runs and a changed recipe or a new release gets a new id.
+A run's id hashes everything that determines its result: data, teacher, the student as
+written at its sweep point, the seed and the spec version (what a run computes; bumped
+when qdistill starts computing a run differently, so recorded results are not mixed with
+new ones). Re-running the same file finds finished runs; a changed recipe gets a new id.
 """
 
 from __future__ import annotations
@@ -10,20 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from qdistill import __version__
-from qdistill.distill.config import DistillConfig
-from qdistill.experiment.schema import (
-    BitsValue,
-    ExperimentConfig,
-    StudentConfig,
-    allocation_of,
-    number_repeats,
-)
-from qdistill.quant import QuantPlan
+from qdistill.experiment.recipe import Recipe, RunLabels
+from qdistill.experiment.schema import ExperimentConfig
+from qdistill.experiment.students import StudentConfig, Variant
+from qdistill.models import ModelConfig
+from qdistill.train import TrainConfig
 
 TEACHER = "teacher"
+SPEC_VERSION = 1
+Start = Literal["teacher", "pretrained", "scratch"]
 
 
 def config_hash(obj: Any, length: int = 12) -> str:
@@ -32,38 +31,33 @@ def config_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def spec_key(version: int = SPEC_VERSION) -> dict[str, Any]:
+    """What run ids and cached float models hash for the spec version. Version 1 is
+    what qdistill 0.1.0 computed, whose ids hashed the package version; that entry is
+    kept so every run recorded then keeps its id."""
+    return {"qdistill": "0.1.0"} if version == 1 else {"spec_version": version}
+
+
 @dataclass(frozen=True)
 class Run:
+    """One run: a model, where it starts, the stages it goes through, and its seed."""
+
     run_id: str
-    name: str  # "teacher", or the student name with the swept values appended
+    name: str  # "teacher", or the student name with the sweep point appended
+    group: str  # the student's name ("teacher" for the teacher)
     seed: int
-    student: StudentConfig | None  # None for the teacher run
-    bits: BitsValue | None
-    distill: DistillConfig | None = None  # this run's point of the alpha/T sweep
+    model: ModelConfig
+    start: Start  # a copy of the teacher, a float model trained by ``pretrain``, or random
+    pretrain: TrainConfig | None
+    stages: Recipe
+    method: str  # the method (or "recipe") the student was written with
+    labels: RunLabels
+    config: dict[str, Any]  # the student as written at this sweep point
+    compare_to: str | None = None
 
     @property
-    def method(self) -> str:
-        return "float" if self.student is None else self.student.method
-
-    def config(self) -> dict[str, Any]:
-        """The run's own recipe, as recorded with its result."""
-        if self.student is None:
-            return {"role": TEACHER}
-        recipe = {**self.student.model_dump(mode="json"), "bits": self.bits}
-        if self.distill is not None:
-            recipe["distill"] = self.distill.model_dump(mode="json")
-        return recipe
-
-
-def bits_label(bits: BitsValue | None) -> str:
-    """'float', 'w4a4', 'w4a4+first=w4a8' (a plan with exceptions), or the label of a
-    sensitivity allocation ('alloc' unless it names one)."""
-    if bits is None:
-        return "float"
-    allocation = allocation_of(bits)
-    if allocation:
-        return allocation.label
-    return QuantPlan.from_config(bits).short
+    def needs_teacher(self) -> bool:
+        return self.start == "teacher" or any(stage.needs_teacher for stage in self.stages)
 
 
 def plan_runs(config: ExperimentConfig) -> list[Run]:
@@ -71,42 +65,55 @@ def plan_runs(config: ExperimentConfig) -> list[Run]:
     shared = {
         "data": config.data.model_dump(mode="json"),
         "teacher": config.teacher.model_dump(mode="json"),
-        # a new release may compute differently: its runs are new runs
-        "qdistill": __version__,
+        **spec_key(),
     }
     runs = []
     for seed in config.seeds:
-        runs.append(Run(config_hash({**shared, "seed": seed}), TEACHER, seed, None, None))
+        runs.append(
+            Run(
+                config_hash({**shared, "seed": seed}),
+                TEACHER,
+                TEACHER,
+                seed,
+                config.teacher.model,
+                "teacher",
+                None,
+                (),
+                "float",
+                RunLabels(),
+                {"role": TEACHER},
+            )
+        )
         for student in config.students:
-            runs.extend(_student_runs(student, shared, seed))
+            for variant in student.variants:
+                runs.append(_student_run(config, student, variant, shared, seed))
     return runs
 
 
-def _student_runs(student: StudentConfig, shared: dict[str, Any], seed: int) -> list[Run]:
-    bits_list = student.bits_list()
-    labels = number_repeats([bits_label(b) for b in bits_list])
-    distillation = student.distillation
-    points: list[DistillConfig | None] = distillation.sweep_points() if distillation else [None]
-    swept = distillation.swept if distillation else []
-    runs = []
-    for index, bits in enumerate(bits_list):
-        label = labels[index]
-        for point in points:
-            parts = [student.name] + ([label] if len(bits_list) > 1 else [])
-            if point is not None:
-                parts += [
-                    f"{'a' if key == 'alpha' else 'T'}{getattr(point, key):g}" for key in swept
-                ]
-            # Keys added after runs were recorded stay out while unset, so those runs keep
-            # their ids and are found again.
-            recipe = {
-                **student.model_dump(mode="json", exclude={"compare_to", "equalize"}),
-                "bits": bits,
-            }
-            if student.equalize is not None:
-                recipe["equalize"] = student.equalize.model_dump(mode="json", exclude_none=True)
-            if point is not None:
-                recipe["distill"] = point.model_dump(mode="json")
-            run_id = config_hash({**shared, "student": recipe, "seed": seed})
-            runs.append(Run(run_id, "-".join(parts), seed, student, bits, point))
-    return runs
+def _student_run(
+    config: ExperimentConfig,
+    student: StudentConfig,
+    variant: Variant,
+    shared: dict[str, Any],
+    seed: int,
+) -> Run:
+    if student.init == "scratch":
+        start: Start = "scratch"
+    elif student.model is None:
+        start = "teacher"
+    else:
+        start = "pretrained"
+    return Run(
+        run_id=config_hash({**shared, "student": variant.identity, "seed": seed}),
+        name="-".join([student.name, *variant.suffix]),
+        group=student.name,
+        seed=seed,
+        model=student.model or config.teacher.model,
+        start=start,
+        pretrain=(student.pretrain or config.teacher.train) if start == "pretrained" else None,
+        stages=variant.stages,
+        method=student.method_label,
+        labels=variant.labels,
+        config=variant.identity,
+        compare_to=student.compare_to,
+    )

@@ -9,64 +9,40 @@
     students:
       - {name: ptq, method: ptq, bits: [w8a8, w4a4, w2a2]}
       - {name: qat, method: qat, bits: [w4a4, w2a2], train: {epochs: 15}}
+      - name: pruned
+        recipe: [{prune: {ratio: 0.5}}, {finetune: {epochs: 5}}]
 
-A student without ``model`` is the teacher's architecture initialised from the
-teacher's weights; a student with another ``model`` starts from that model
-trained in float (``pretrain``, by default the teacher's training recipe), or
-from random weights with ``init: scratch``. ``distill`` makes a float or QAT
-student learn from the teacher; ``method: qkd`` runs the QKD ``phases``; ``method:
-half`` runs the trained float model in float16/bfloat16, keeping ``half.keep_fp32``
-modules in float32. Lists under ``bits``, ``distill.alpha`` and
-``distill.temperature`` are swept.
+Students are described in :mod:`qdistill.experiment.students`. Loading checks every
+student's every sweep point, and that models, data and distillation losses fit one
+task, before anything runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from qdistill.data import DATASETS
-from qdistill.distill.config import DistillConfig, QKDPhases
+from qdistill.config import StrictConfig
+from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
-from qdistill.models import MODELS
-from qdistill.quant import QuantPlan
-from qdistill.quant.half import HalfPlan
-from qdistill.quant.spec import LayerQuantSpec, parse_layer_spec
+from qdistill.experiment.recipe import distillation_of
+from qdistill.experiment.students import StudentConfig
+from qdistill.models import ModelConfig, model_task
+from qdistill.tasks import TASKS
 from qdistill.train import TrainConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Strict):
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        _check(lambda: MODELS.get(name))
-        return name
-
-
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictConfig):
     """Training-input augmentation: random shifts (pixels) and Gaussian noise."""
 
     shift: int = Field(0, ge=0)
     noise_std: float = Field(0.0, ge=0)
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictConfig):
     name: str = "digits"
     options: dict[str, Any] = Field(default_factory=dict)
     augment: AugmentConfig = AugmentConfig()
@@ -74,226 +50,19 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        _check(lambda: DATASETS.get(name))
+        try:
+            DATASETS.get(name)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
         return name
 
 
-class TeacherConfig(_Strict):
+class TeacherConfig(StrictConfig):
     model: ModelConfig
     train: TrainConfig = TrainConfig()
 
 
-BitsValue = str | dict[str, Any]  # a plan: 'w4a4' or {pattern: spec}
-LevelSpec = str | dict[str, Any]  # one layer spec: 'w4a4' or {bits: w4a4, weight: {...}}
-
-
-def number_repeats(labels: list[str]) -> list[str]:
-    """Labels made unique: one that occurs more than once gets its 1-based position,
-    e.g. ``w4a4-2`` (same widths, other quantizer options)."""
-    return [f"{lb}-{i + 1}" if labels.count(lb) > 1 else lb for i, lb in enumerate(labels)]
-
-
-def _layer_spec(value: LevelSpec) -> LayerQuantSpec:
-    spec = _check(lambda: parse_layer_spec(value))
-    if spec is None:
-        raise ValueError(f"{value!r} keeps layers float; give a quantization spec such as w8a8")
-    return spec
-
-
-class AllocationConfig(_Strict):
-    """Mixed precision chosen by measured sensitivity: each stage (or layer) is quantized
-    alone at ``probe`` bits (default ``low``) and scored on the validation split; the most
-    sensitive get ``high`` bits, the rest ``low``, within the size ``budget`` (bytes, or a
-    uniform plan such as w6a6 whose size it must not exceed). With ``levels`` (low to
-    high; replaces low/high/probe) every unit is probed at every level and each gets the
-    level that buys the most quality per byte. Each width is a layer spec: ``w4a4`` or a
-    full one such as ``{bits: w4a4, weight: {range: learned}, act: {range: learned}}``.
-    ``spend_leftover`` gives budget the measured gains leave unspent to the most sensitive
-    units, a level at a time. ``label`` names the allocated plan in run names and reports
-    (default ``alloc``)."""
-
-    low: LevelSpec = "w4a4"
-    high: LevelSpec = "w8a8"
-    levels: list[LevelSpec] | None = None
-    budget: int | str = "w6a6"
-    probe: LevelSpec | None = None
-    granularity: Literal["stages", "layers"] = "stages"
-    calibration_batches: int = Field(8, ge=1)
-    spend_leftover: bool = False
-    label: str = Field("alloc", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-    @field_validator("low", "high", "probe")
-    @classmethod
-    def _one_spec(cls, value: LevelSpec | None) -> LevelSpec | None:
-        if value is not None:
-            _layer_spec(value)
-        return value
-
-    @field_validator("levels")
-    @classmethod
-    def _levels(cls, value: list[LevelSpec] | None) -> list[LevelSpec] | None:
-        if value is not None:
-            specs = [_layer_spec(level) for level in value]
-            if len(specs) < 2 or len(set(specs)) < len(specs):
-                raise ValueError("levels needs at least two different specs, low to high")
-        return value
-
-    @field_validator("budget")
-    @classmethod
-    def _budget(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"budget must be positive bytes, got {value}")
-        if isinstance(value, str):
-            _check(lambda: QuantPlan.from_config(value))
-        return value
-
-    @model_validator(mode="after")
-    def _levels_replace_low_high(self) -> AllocationConfig:
-        if self.levels is not None and self.model_fields_set & {"low", "high", "probe"}:
-            raise ValueError("give either levels or low/high/probe, not both")
-        return self
-
-    @property
-    def labelled_levels(self) -> dict[str, LevelSpec]:
-        """The levels, low to high, by a readable label (``w4a4``; equal short names are
-        numbered ``w4a4-1``, ``w4a4-2``)."""
-        levels = list(self.levels) if self.levels else [self.low, self.high]
-        labels = number_repeats([_layer_spec(level).short for level in levels])
-        return dict(zip(labels, levels, strict=True))
-
-    @property
-    def labelled_probes(self) -> dict[str, LevelSpec]:
-        """The widths each unit is measured at, by label (all the levels, or the one
-        ``probe``, by default ``low``)."""
-        if self.levels:
-            return self.labelled_levels
-        probe = self.probe or self.low
-        return {_layer_spec(probe).short: probe}
-
-
-def allocation_of(bits: Any) -> AllocationConfig | None:
-    """The allocation settings of a ``bits: {allocate: {...}}`` entry, else None."""
-    if isinstance(bits, dict) and "allocate" in bits:
-        if set(bits) != {"allocate"}:
-            raise ValueError("a bits entry with 'allocate' takes no other keys")
-        return AllocationConfig.model_validate(bits["allocate"] or {})
-    return None
-
-
-class HalfConfig(_Strict):
-    """Half-precision inference (method ``half``): the type, and the modules (plan
-    patterns) that stay float32."""
-
-    dtype: Literal["float16", "bfloat16"] = "float16"
-    keep_fp32: list[str] = []
-
-    @property
-    def plan(self) -> HalfPlan:
-        return HalfPlan(self.dtype, tuple(self.keep_fp32))
-
-
-class EqualizeConfig(_Strict):
-    """Equalize activation ranges across layer pairs before quantizing (function-preserving
-    rescaling, see :mod:`qdistill.quant.equalize`): ``strength`` 1 gives every channel
-    entering a layer the full activation range, 0.5 balances activation and weight
-    ranges; ``consumers`` (plan patterns such as ``[body]``) limits it to the pairs
-    feeding those layers; ``batches`` calibration batches measure the ranges.
-    ``equalize: true`` takes the defaults."""
-
-    strength: float = Field(0.5, ge=0.0, le=1.0)
-    consumers: list[str] | None = None  # plan patterns; None = every equalizable pair
-    batches: int = Field(8, ge=1)
-
-
-class StudentConfig(_Strict):
-    name: str = Field(min_length=1)
-    method: Literal["float", "ptq", "qat", "qkd", "half"]
-    model: ModelConfig | None = None
-    init: Literal["pretrained", "scratch"] = "pretrained"
-    bits: BitsValue | list[BitsValue] | None = None
-    fold_bn: bool = False
-    calibration_batches: int = Field(8, ge=1)
-    train: TrainConfig | None = None  # qat and float students
-    pretrain: TrainConfig | None = None  # float training of a different architecture
-    distill: DistillConfig | None = None  # learn from the teacher (float, qat, qkd)
-    phases: QKDPhases | None = None  # qkd only
-    compare_to: str | None = None  # report this student's gain over another student
-    half: HalfConfig | None = None  # method half only (default: all float16)
-    equalize: EqualizeConfig | None = None  # ptq, qat, qkd: equalize ranges first
-
-    @field_validator("equalize", mode="before")
-    @classmethod
-    def _equalize_switch(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        return None if value is False else value
-
-    @field_validator("bits")
-    @classmethod
-    def _parse_bits(cls, value: Any) -> Any:
-        for entry in value if isinstance(value, list) else [value]:
-            if entry is not None and allocation_of(entry) is None:
-                _check(lambda e=entry: QuantPlan.from_config(e))
-        if isinstance(value, list) and not value:
-            raise ValueError("bits list is empty")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> StudentConfig:
-        if self.method in ("ptq", "qat") and self.bits is None:
-            raise ValueError(f"method {self.method} needs 'bits' (e.g. w4a4)")
-        if self.method == "float" and self.bits is not None:
-            raise ValueError("method float takes no 'bits'; use ptq or qat to quantize")
-        if self.method == "ptq" and self.train is not None:
-            raise ValueError("method ptq does not train; remove 'train' or use qat")
-        if self.init == "scratch" and self.method == "ptq":
-            raise ValueError("ptq of random weights is meaningless; use init: pretrained")
-        if self.method == "ptq" and self.distill is not None:
-            raise ValueError("method ptq does not train, so it cannot distil; use qat or qkd")
-        if self.method == "half":
-            extra = [k for k in ("bits", "train", "distill") if getattr(self, k) is not None]
-            if extra or self.init == "scratch":
-                raise ValueError(
-                    "method half converts the trained float model without training; remove "
-                    + (", ".join(repr(k) for k in extra) or "'init: scratch'")
-                )
-        elif self.half is not None:
-            raise ValueError(f"'half' belongs to method half, not {self.method}")
-        if self.equalize is not None and self.method not in ("ptq", "qat", "qkd"):
-            raise ValueError(f"'equalize' prepares quantization; method {self.method} has none")
-        if self.method == "qkd":
-            if self.phases is None:
-                raise ValueError("method qkd needs 'phases' (self_study, co_study, tutoring)")
-            if self.train is not None:
-                raise ValueError("method qkd trains per phase; move 'train' under 'phases'")
-        elif self.phases is not None:
-            raise ValueError(f"'phases' belong to method qkd, not {self.method}")
-        return self
-
-    @property
-    def trains(self) -> bool:
-        """QAT, QKD and distilled students always train; other float students when given
-        ``train`` or from scratch."""
-        return self.method in ("qat", "qkd") or (
-            self.method == "float"
-            and (self.train is not None or self.init == "scratch" or self.distill is not None)
-        )
-
-    @property
-    def distillation(self) -> DistillConfig | None:
-        """The distillation settings in force: QKD's co-study and tutoring distil with the
-        defaults when none are given; a self-study-only QKD does not distil at all."""
-        if self.method == "qkd" and not (self.phases.co_study or self.phases.tutoring):
-            return None
-        if self.distill is None and self.method == "qkd":
-            return DistillConfig()
-        return self.distill
-
-    def bits_list(self) -> list[BitsValue | None]:
-        return list(self.bits) if isinstance(self.bits, list) else [self.bits]
-
-
-class ExportConfig(_Strict):
+class ExportConfig(StrictConfig):
     """Export runs (by run or student name; empty = every quantized run) after training."""
 
     runs: list[str] = Field(default_factory=list)
@@ -303,7 +72,7 @@ class ExportConfig(_Strict):
     samples: int = Field(64, ge=1)
 
 
-class BenchmarkConfig(_Strict):
+class BenchmarkConfig(StrictConfig):
     """Measure selected runs (by run or student name) on deployment backends."""
 
     runs: list[str] = Field(min_length=1)
@@ -313,7 +82,7 @@ class BenchmarkConfig(_Strict):
     time_limit_s: float = Field(10.0, gt=0)
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(StrictConfig):
     """Extra evaluation settings: LPIPS backbone weights (a local torchvision AlexNet state
     dict; or $QDISTILL_LPIPS_WEIGHTS) and per-epoch sample images of super-resolution runs."""
 
@@ -321,7 +90,7 @@ class EvaluationConfig(_Strict):
     sample_images: bool = False
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictConfig):
     name: str = Field(min_length=1)
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -350,13 +119,32 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"seeds repeat: {self.seeds}")
         return self
 
-
-def _check(action: Callable[[], Any]) -> Any:
-    """Run a registry/plan check, turning its ConfigError into a pydantic-located error."""
-    try:
-        return action()
-    except ConfigError as err:
-        raise ValueError(str(err)) from None
+    @model_validator(mode="after")
+    def _models_fit_the_task(self) -> ExperimentConfig:
+        """Every model must suit the dataset's task, and every distillation loss the
+        task's outputs."""
+        task = TASKS.get(dataset_task(self.data.name))
+        kind = task.kind.replace("_", "-")
+        models = [self.teacher.model] + [s.model for s in self.students if s.model]
+        for model in models:
+            if model_task(model.name) != task.kind:
+                raise ValueError(
+                    f"model {model.name!r} is a {model_task(model.name).replace('_', '-')} "
+                    f"model but dataset {self.data.name!r} is a {kind} dataset"
+                )
+        for student in self.students:
+            losses = {
+                config.loss
+                for variant in student.variants
+                for stage in variant.stages
+                if (config := distillation_of(stage)) is not None
+            }
+            for loss in sorted(losses - {task.distill_loss}):
+                raise ValueError(
+                    f"student {student.name!r}: distill.loss {loss!r} does not fit a {kind} "
+                    f"model; use {task.distill_loss}"
+                )
+        return self
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

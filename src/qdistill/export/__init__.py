@@ -1,7 +1,7 @@
 """Export to onnx (float), onnx-qdq (int8/int4/int16 QuantizeLinear/DequantizeLinear) and
 qonnx (Quant nodes of any bit width), each verified by running the written file."""
 
-from qdistill.export.api import ExportReport, export_model, verify_file
+from qdistill.export.api import ExportReport, export_model, saved_export, verify_file
 from qdistill.export.graph import ExportError
 from qdistill.export.hls4ml_emulation import HLSCheck, check_hls4ml_compatible, hls4ml_emulate
 from qdistill.export.qonnx_format import runtime_ir_for_qonnx
@@ -17,5 +17,6 @@ __all__ = [
     "export_model",
     "hls4ml_emulate",
     "runtime_ir_for_qonnx",
+    "saved_export",
     "verify_file",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -35,9 +36,20 @@ class ExportReport:
     ir_version: int
     file_bytes: int
     seconds: float
+    stamp: str | None = None  # what was exported (e.g. a run id)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "comparison": self.comparison.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExportReport:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            **{
+                **{k: data[k] for k in fields if k in data},
+                "comparison": Comparison(**data["comparison"]),
+            }
+        )
 
     def summary(self) -> str:
         c = self.comparison
@@ -60,6 +72,7 @@ def export_model(
     sample_inputs: torch.Tensor,
     *,
     write_report: bool = True,
+    stamp: str | None = None,
 ) -> ExportReport:
     """Export ``model`` to ``path`` and verify the written file against PyTorch.
 
@@ -69,7 +82,8 @@ def export_model(
     The file is executed on ``sample_inputs`` and compared with the PyTorch outputs;
     beyond tolerance the export fails with the numbers (the file is kept beside the
     target as ``*.unverified.onnx`` for inspection). The report is also written as
-    ``<path>.report.json``.
+    ``<path>.report.json``, with ``stamp`` (what was exported, e.g. a run id) for
+    :func:`saved_export`.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export format {fmt!r} is unknown; use {', '.join(FORMATS)}")
@@ -101,8 +115,22 @@ def export_model(
         ir_version=proto.ir_version,
         file_bytes=proto.ByteSize(),
         seconds=round(time.perf_counter() - started, 3),
+        stamp=stamp,
     )
     return _write(proto, Path(path), report, write_report)
+
+
+def saved_export(path: str | Path, stamp: str) -> ExportReport | None:
+    """The report of the verified export at ``path`` if it was made from ``stamp``; None
+    when there is none, it was made from something else, or its report is unreadable."""
+    report_path = Path(f"{path}.report.json")
+    if not (Path(path).is_file() and report_path.is_file()):
+        return None
+    try:
+        report = ExportReport.from_dict(json.loads(report_path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return report if report.stamp == stamp else None
 
 
 def verify_file(path: str | Path, model: nn.Module, sample_inputs: torch.Tensor, fmt: str):

@@ -1,5 +1,7 @@
-"""Cost estimators: size, parameter counts (latency, energy and FPGA models come later)."""
+"""Deployment measurements: latency and throughput versus batch size per backend, and
+energy estimates from an editable power table."""
 
-from qdistill.hardware.size import LayerSize, ModelSize, count_parameters, model_size
+from qdistill.hardware.benchmark import BenchmarkResult, benchmark_model, speedups
+from qdistill.hardware.power import energy_per_image_j, power_table
 
-__all__ = ["LayerSize", "ModelSize", "count_parameters", "model_size"]
+__all__ = ["BenchmarkResult", "benchmark_model", "energy_per_image_j", "power_table", "speedups"]

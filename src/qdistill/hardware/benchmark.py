@@ -10,6 +10,7 @@ out. onnxruntime models are qdistill's verified exports.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -75,6 +76,12 @@ class BackendResult:
             "best_batch": best.batch if best else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> BackendResult:
+        fields = {f.name for f in dataclasses.fields(cls)} - {"points"}
+        points = [Point(**point) for point in data["points"]]
+        return cls(**{k: data[k] for k in fields if k in data}, points=points)
+
 
 @dataclass
 class BenchmarkResult:
@@ -92,6 +99,16 @@ class BenchmarkResult:
             "notes": self.notes,
             "backends": [b.to_dict() for b in self.backends],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchmarkResult:
+        return cls(
+            input_shape=tuple(data["input_shape"]),
+            threads=data["threads"],
+            backends=[BackendResult.from_dict(b) for b in data["backends"]],
+            repeats=data["repeats"],
+            notes=list(data["notes"]),
+        )
 
 
 def _time_batches(

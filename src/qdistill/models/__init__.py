@@ -2,6 +2,7 @@
 
 from qdistill.models import cnn, mlp, sr  # noqa: F401  (register the models)
 from qdistill.models.checkpoint import load_model, save_model
+from qdistill.models.config import ModelConfig
 from qdistill.models.registry import MODELS, build_model, model_task
 
-__all__ = ["MODELS", "build_model", "load_model", "model_task", "save_model"]
+__all__ = ["MODELS", "ModelConfig", "build_model", "load_model", "model_task", "save_model"]

@@ -261,7 +261,7 @@ def _register(name: str, cls: type[StagedSR]) -> None:
     options = list(inspect.signature(cls).parameters.values())[1:]  # after ``channels``
     factory.__signature__ = inspect.Signature(fixed + options)
     factory.__doc__ = cls.__doc__
-    factory.task = "super_resolution"  # the experiment runner checks models fit the data
+    factory.task = "super_resolution"  # experiments check that models fit the data
     MODELS.register(name)(factory)
 
 

@@ -1,33 +1,15 @@
 """Range equalization across layer pairs (function-preserving, before quantizing).
 
-A per-tensor activation quantizer gives every channel the same grid, so a channel whose
-values stay within a fifth of the tensor's range gets a fifth of the levels: at 4 bits,
-three. For a producer -> (ReLU | LeakyReLU | PReLU | max-pool | dropout) -> consumer
-chain, where the producer is a conv/linear layer (or an affine BatchNorm) and the
-consumer a conv/linear layer reading all channels, channel ``c`` can be rescaled without
-changing what the model computes: divide the producer's output channel by ``s_c`` and
-multiply the consumer's input channel by ``s_c`` (the ops between are positively
-homogeneous: ``relu(x / s) = relu(x) / s`` for ``s > 0``). Cross-layer scaling of this
-kind is Nagel et al. 2019 (data-free quantization, which balances weight ranges) and
-Xiao et al. 2023 (SmoothQuant, which migrates activation range into weights); here
-``s_c = r_c ** strength / w_c ** (1 - strength)`` with ``r_c`` the largest |value| of
-channel ``c`` entering the consumer (measured on data) and ``w_c`` the largest |weight|
-of the consumer's input channel ``c``. ``strength=1`` gives every channel the full
-activation range and moves the differences into the consumer's weights; ``0.5``
-balances the two, so that each channel's activation range and weight range end equal
-up to one factor for the whole layer.
-
-Measured (ReLU ESPCN x2 teacher, seed 0, PTQ, test PSNR-Y; float 34.79 dB):
-
-| plan                                   | none  | 0.25  | 0.5   | 0.75  | 1     |
-|----------------------------------------|-------|-------|-------|-------|-------|
-| 8-bit, body input at 4 bits            | 32.34 | 29.74 | 32.45 | 33.11 | 33.48 |
-| 8-bit, body weights at 4 bits          | 26.01 | 34.16 | 34.44 | 33.86 | 32.04 |
-| W4A4 body, first W4A8, last W8A8       | 27.65 | 29.61 | 31.71 | 31.53 | 29.89 |
-| W4A4, first W4A8                       | 25.62 | 26.51 | 26.70 | 23.23 | 22.66 |
-
-At 1 the 4-bit activations gain but the 4-bit weights that must absorb the spread lose
-(last row); 0.5 is the default.
+For a producer -> (ReLU | LeakyReLU | PReLU | max-pool | dropout) -> consumer chain of
+conv/linear layers (the producer may be an affine BatchNorm), channel ``c`` is divided
+by ``s_c`` in the producer and multiplied by ``s_c`` in the consumer, which leaves the
+model's function unchanged (the ops between are positively homogeneous) while evening
+out the per-channel ranges a per-tensor activation quantizer must share. As in
+data-free quantization (Nagel et al. 2019) and SmoothQuant (Xiao et al. 2023),
+``s_c = r_c ** strength / w_c ** (1 - strength)``, with ``r_c`` channel c's largest
+|activation| on data and ``w_c`` the consumer's largest |weight| for that channel:
+``strength=1`` gives every channel the full activation range, ``0.5`` balances
+activation and weight ranges.
 """
 
 from __future__ import annotations

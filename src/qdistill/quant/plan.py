@@ -118,6 +118,12 @@ class QuantPlan:
                 label += f"+{name}={spec.short if spec else 'float'}"
         return label
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, QuantPlan) and self.rules == other.rules
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.rules))
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{p!r}: {s.short if s else 'float'}" for p, s in self.rules)
         return f"QuantPlan({{{inner}}})"

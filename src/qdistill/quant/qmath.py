@@ -98,11 +98,6 @@ def dequantize_codes(
     return centred * _broadcast(scale.float(), codes, axis)
 
 
-def channel_reduce_dims(x: torch.Tensor, axis: int | None) -> tuple[int, ...]:
-    """All dimensions of ``x`` except the channel axis (all of them when per-tensor)."""
-    return tuple(d for d in range(x.dim()) if d != axis)
-
-
 def bias_scale(
     input_scale: torch.Tensor, weight_scale: torch.Tensor, channels: int
 ) -> torch.Tensor:

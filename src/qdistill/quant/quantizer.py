@@ -4,9 +4,9 @@ Gradients pass straight through the rounding (STE) and are zero where values are
 clipped. The arithmetic lives in :mod:`qdistill.quant.kernels` (PyTorch's fused
 kernels on CUDA, vectorised tensor ops on the CPU); with ``range="learned"`` the
 scale is a trainable parameter updated by the LSQ gradient
-(``torch._fake_quantize_learnable_*``). Weight ranges (min/max or MSE)
-are recomputed from the current weight at every call, so they never go stale;
-activation ranges are observed (running min/max, EMA, percentile) while
+(``torch._fake_quantize_learnable_*``). Weight ranges (min/max or MSE) are recomputed
+from the current weight at every call, so they never go stale; activation ranges are
+observed (running min/max, EMA, percentile; see :mod:`qdistill.quant.observers`) while
 training or calibrating and frozen in eval mode.
 """
 
@@ -20,14 +20,16 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.quant.kernels import binary_fake_quantize, fake_quantize
+from qdistill.quant.observers import (
+    batch_range,
+    channels_first,
+    mse_scale,
+    update_running_range,
+)
 from qdistill.quant.qmath import SCALE_EPS, power_of_two, qparams_from_range
 from qdistill.quant.spec import QuantizerSpec
 
 Role = Literal["weight", "act"]
-# Clipping ratios (of max |w|) searched by the "mse" weight range.
-_MSE_CLIP_RATIOS = torch.linspace(0.1, 1.0, 19).tolist()
-# Percentile ranges are estimated on at most this many evenly strided samples.
-_PERCENTILE_SAMPLES = 1 << 18
 
 
 class QParams(NamedTuple):
@@ -39,15 +41,6 @@ class QParams(NamedTuple):
     q_max: int
     axis: int | None  # channel axis, None when per tensor
     binary: bool  # codes are {-1, +1}: x_hat = scale * code
-
-
-def _channels_first(x: torch.Tensor, axis: int | None) -> torch.Tensor:
-    """View ``x`` as (channels, rest) (or (1, all) per tensor) for per-channel reductions."""
-    if axis is None:
-        return x.reshape(1, -1)
-    if axis != 0:
-        x = x.transpose(0, axis)
-    return x.reshape(x.shape[0], -1)
 
 
 class FakeQuantizer(nn.Module):
@@ -134,7 +127,7 @@ class FakeQuantizer(nn.Module):
 
         Binary weights use the L2-optimal scale mean(|w|) per channel.
         """
-        flat = _channels_first(weight.detach(), self.axis)
+        flat = channels_first(weight.detach(), self.axis)
         pow2 = self.spec.power_of_two
         if self.binary:
             scale = flat.abs().mean(1).clamp_min(SCALE_EPS)
@@ -145,13 +138,13 @@ class FakeQuantizer(nn.Module):
             # abs().amax() measured 8x faster than aminmax(dim=...) on the CPU.
             amax = flat.abs().amax(1)
             if use_mse and not isinstance(weight, nn.Parameter):
-                scale = self._mse_scale(flat, amax)
+                scale = mse_scale(flat, amax, self.q_min, self.q_max)
                 return (power_of_two(scale, up=False) if pow2 else scale), self._zeros
             if use_mse:
                 # The search is costly: reuse it until the parameter changes in place.
                 key = (weight.data_ptr(), weight._version)
                 if self._mse_cache is None or self._mse_cache[0] != key:
-                    scale = self._mse_scale(flat, amax)
+                    scale = mse_scale(flat, amax, self.q_min, self.q_max)
                     self._mse_cache = (key, power_of_two(scale, up=False) if pow2 else scale)
                 return self._mse_cache[1], self._zeros
             scale = (amax / self.q_max).clamp_min(SCALE_EPS)
@@ -160,20 +153,6 @@ class FakeQuantizer(nn.Module):
             flat.amin(1), flat.amax(1), self.q_min, self.q_max, symmetric=False, pow2=pow2
         )
 
-    def _mse_scale(self, flat: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
-        """Per-row scale minimising the squared error of symmetric quantization."""
-        zeros = torch.zeros(flat.shape[0], dtype=torch.int32, device=flat.device)
-        best_scale = (amax / self.q_max).clamp_min(SCALE_EPS)
-        best_err = torch.full_like(amax, math.inf)
-        for ratio in _MSE_CLIP_RATIOS:
-            scale = (amax * (ratio / self.q_max)).clamp_min(SCALE_EPS)
-            q = fake_quantize(flat, scale, zeros, self.q_min, self.q_max, axis=0)
-            err = (q - flat).square_().sum(1)
-            better = err < best_err
-            best_scale = torch.where(better, scale, best_scale)
-            best_err = torch.where(better, err, best_err)
-        return best_scale
-
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
         """Update the running activation range from one batch and refresh scale/zero point."""
@@ -181,22 +160,10 @@ class FakeQuantizer(nn.Module):
         if self.signed is None:
             self._set_signed(bool(x.min() < 0))
             self.signed_state.fill_(int(self.signed))
-        if self.binary:
-            lo = hi = x.abs().mean().reshape(1)
-        elif self.spec.range == "percentile":
-            lo, hi = self._percentile_range(x)
-        else:
-            lo, hi = (v.reshape(1) for v in torch.aminmax(x))
-        if not self._initialized:
-            self.running_min.copy_(lo)
-            self.running_max.copy_(hi)
-        elif self.spec.range == "minmax":
-            torch.minimum(self.running_min, lo, out=self.running_min)
-            torch.maximum(self.running_max, hi, out=self.running_max)
-        else:
-            weight = 1.0 - self.spec.momentum
-            self.running_min.lerp_(lo, weight)
-            self.running_max.lerp_(hi, weight)
+        lo, hi = batch_range(x, self.spec, self.binary)
+        update_running_range(
+            self.running_min, self.running_max, lo, hi, self.spec, first=not self._initialized
+        )
         if self.binary:
             scale, zero_point = self.running_max.clamp_min(SCALE_EPS), self._zeros
             scale = power_of_two(scale, up=False) if self.spec.power_of_two else scale
@@ -213,18 +180,6 @@ class FakeQuantizer(nn.Module):
         self.zero_point.copy_(zero_point)
         if not self._initialized:
             self._mark_initialized()
-
-    def _percentile_range(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.reshape(-1)
-        if flat.numel() > _PERCENTILE_SAMPLES:
-            flat = flat[:: flat.numel() // _PERCENTILE_SAMPLES]
-        q = torch.tensor(
-            [1.0 - self.spec.percentile / 100.0, self.spec.percentile / 100.0],
-            device=x.device,
-            dtype=flat.dtype,
-        )
-        lo, hi = torch.quantile(flat.float(), q.float())
-        return lo.reshape(1), hi.reshape(1)
 
     @torch.no_grad()
     def _init_learned_weight(self, weight: torch.Tensor) -> None:

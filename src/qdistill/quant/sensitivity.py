@@ -20,6 +20,7 @@ from qdistill.errors import ConfigError
 from qdistill.quant.calibrate import calibrate
 from qdistill.quant.plan import QuantPlan
 from qdistill.quant.prepare import quantizable_layers, quantize
+from qdistill.quant.size import model_size
 
 Granularity = Literal["stages", "layers"]
 Score = Callable[[nn.Module], float]
@@ -88,8 +89,6 @@ def measure_sensitivity(
 
 def plan_size_bytes(model: nn.Module, plan: Any) -> int:
     """Deployed size of ``model`` under ``plan`` (weights at their widths, scales, biases)."""
-    from qdistill.hardware.size import model_size
-
     return model_size(quantize(model, plan)).total_bytes
 
 

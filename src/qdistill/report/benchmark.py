@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.table import Table
 
 from qdistill.hardware.benchmark import BenchmarkResult, speedups
-from qdistill.hardware.ops import LayerCost
-from qdistill.hardware.size import ModelSize
-from qdistill.report.markdown import markdown_table
+from qdistill.hardware.deployment import DeploymentMeasurement
+from qdistill.quant import LayerCost, ModelSize, total_bops, total_macs
 from qdistill.report.plots import plot_benchmark
+from qdistill.report.tables import markdown_table
 
 HEADERS = [
     "Backend",
@@ -69,21 +68,18 @@ def cost_rows(costs: list[LayerCost], size: ModelSize) -> list[list[str]]:
 
 
 def write_benchmark_report(
-    result: BenchmarkResult,
-    costs: list[LayerCost],
-    size: ModelSize,
-    out_dir: str | Path,
-    title: str,
+    measurement: DeploymentMeasurement, out_dir: str | Path, title: str
 ) -> Path:
-    """benchmark.md, benchmark.json and the latency/throughput plots in ``out_dir``."""
+    """benchmark.md and the latency/throughput plots in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    result, costs, size = measurement.benchmark, measurement.layers, measurement.size
     plots = plot_benchmark(result, out_dir)
     lines = [
         f"# Benchmark: {title}",
         "",
         f"Input {list(result.input_shape)}, {result.threads} threads, "
-        f"{result.repeats} timed runs per batch size (median; p10/p90 in the JSON).",
+        f"{result.repeats} timed runs per batch size (median; p10/p90 in benchmark.json).",
         "",
         markdown_table(HEADERS, backend_rows(result)),
         "",
@@ -92,7 +88,6 @@ def write_benchmark_report(
     ]
     for plot in plots:
         lines += [f"![{plot.stem}]({plot.name})", ""]
-    total_macs = sum(c.macs for c in costs)
     lines += [
         "## Cost per layer (per image)",
         "",
@@ -100,16 +95,10 @@ def write_benchmark_report(
             ["Layer", "Type", "MACs", "W bits", "A bits", "BOPs", "Bytes"], cost_rows(costs, size)
         ),
         "",
-        f"Total: {total_macs:,} MACs, {sum(c.bops for c in costs):,} BOPs, "
+        f"Total: {total_macs(costs):,} MACs, {total_bops(costs):,} BOPs, "
         f"{size.total_bytes:,} bytes ({size.compression:.1f}x smaller than float32).",
         "",
     ]
-    (out_dir / "benchmark.json").write_text(
-        json.dumps(
-            {**result.to_dict(), "layers": [c.to_dict() for c in costs], "size": size.to_dict()},
-            indent=2,
-        )
-    )
     path = out_dir / "benchmark.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

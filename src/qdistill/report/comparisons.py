@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
+from qdistill.experiment.record import RunRecord
 from qdistill.report.summary import Stat, SummaryRow
 
 
@@ -101,56 +101,40 @@ class Effect:
     difference: Stat  # paired by seed
 
 
-def paired_effects(records: list[dict[str, Any]], metric: str) -> list[Effect]:
+def paired_effects(records: list[RunRecord], metric: str) -> list[Effect]:
     """For students with ``compare_to``: metric minus the baseline's, paired by seed and bits."""
     baseline_values: dict[tuple[str, str, int], float] = {}
     for record in records:
-        if metric in record.get("metrics", {}):
-            key = (record.get("group", record["name"]), record["bits"], record["seed"])
-            baseline_values[key] = record["metrics"][metric]
+        if metric in record.metrics:
+            baseline_values[(record.group, record.bits, record.seed)] = record.metrics[metric]
     grouped: dict[tuple, list[tuple[float, float]]] = {}
     for record in records:
-        baseline = record.get("compare_to")
-        value = record.get("metrics", {}).get(metric)
-        if not baseline or value is None:
+        value = record.metrics.get(metric)
+        if not record.compare_to or value is None:
             continue
-        reference = baseline_values.get((baseline, record["bits"], record["seed"]))
+        reference = baseline_values.get((record.compare_to, record.bits, record.seed))
         if reference is None:
             continue
-        key = (
-            record.get("group", record["name"]),
-            baseline,
-            record["bits"],
-            record.get("alpha"),
-            record.get("temperature"),
-        )
+        key = (record.group, record.compare_to, record.bits, record.alpha, record.temperature)
         grouped.setdefault(key, []).append((value, reference))
-    effects = []
-    for (group, baseline, bits, alpha, temperature), pairs in grouped.items():
-        effects.append(
-            Effect(
-                group,
-                baseline,
-                bits,
-                alpha,
-                temperature,
-                Stat.of([v for v, _ in pairs]),
-                Stat.of([r for _, r in pairs]),
-                Stat.of([v - r for v, r in pairs]),
-            )
+    return [
+        Effect(
+            group,
+            baseline,
+            bits,
+            alpha,
+            temperature,
+            Stat.of([v for v, _ in pairs]),
+            Stat.of([r for _, r in pairs]),
+            Stat.of([v - r for v, r in pairs]),
         )
-    return effects
+        for (group, baseline, bits, alpha, temperature), pairs in grouped.items()
+    ]
 
 
-def unpaired_comparisons(
-    records: list[dict[str, Any]], effects: list[Effect]
-) -> list[tuple[str, str]]:
+def unpaired_comparisons(records: list[RunRecord], effects: list[Effect]) -> list[tuple[str, str]]:
     """(student, compare_to) pairs asked for that found no baseline run with the same
     bits and seed, so a comparison never silently vanishes from the report."""
     paired = {(e.student, e.baseline) for e in effects}
-    asked = {
-        (record.get("group", record["name"]), record["compare_to"])
-        for record in records
-        if record.get("compare_to")
-    }
+    asked = {(record.group, record.compare_to) for record in records if record.compare_to}
     return sorted(asked - paired)

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 
 from qdistill.report.comparisons import Grid, sweeps_kd
 from qdistill.report.summary import SummaryRow
+from qdistill.tasks import Metric, Panel
 
 
 def _bits_label(row: SummaryRow) -> str:
@@ -19,21 +20,20 @@ def _bits_label(row: SummaryRow) -> str:
     return f"W{w}A{a}"
 
 
-def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Path | None:
+def plot_quality_vs_bits(rows: list[SummaryRow], path: Path, metric: Metric) -> Path | None:
     """Metric of each student group across its bit settings; the teacher as a line.
 
-    Returns None when no group has a uniform bit width to plot.
+    Returns None when no quantized group has a uniform bit width to plot.
     """
     points = [
         r
         for r in rows
         if r.w_bits is not None
-        and metric in r.metrics
+        and metric.key in r.metrics
         and r.name != "teacher"
         and not sweeps_kd(rows, r.group)  # those get an alpha x T grid instead
     ]
-    quantized = [r for r in points if r.method.split(" ")[0] in ("ptq", "qat", "qkd")]
-    if not quantized:
+    if not any(r.quantized for r in points):
         return None
     labels = sorted(
         {_bits_label(r) for r in points}, key=lambda lab: tuple(-int(x) for x in lab[1:].split("A"))
@@ -46,22 +46,22 @@ def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Pa
     for group, members in groups.items():
         members.sort(key=lambda r: position[_bits_label(r)])
         xs = [position[_bits_label(r)] for r in members]
-        ys = [r.metrics[metric].mean for r in members]
-        errs = [r.metrics[metric].se or 0.0 for r in members]
+        ys = [r.metrics[metric.key].mean for r in members]
+        errs = [r.metrics[metric.key].se or 0.0 for r in members]
         method = members[0].method
         label = group if group == method else f"{group} ({method})"
         ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label)
-    teacher = next((r for r in rows if r.name == "teacher" and metric in r.metrics), None)
+    teacher = next((r for r in rows if r.name == "teacher" and metric.key in r.metrics), None)
     if teacher is not None:
         ax.axhline(
-            teacher.metrics[metric].mean,
+            teacher.metrics[metric.key].mean,
             color="gray",
             linestyle="--",
             label=f"float teacher ({teacher.model})",
         )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("bit width (weights / activations)")
-    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if metric.endswith("acc") else ""))
+    ax.set_ylabel(metric.label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -70,7 +70,7 @@ def plot_accuracy_vs_bits(rows: list[SummaryRow], path: Path, metric: str) -> Pa
     return path
 
 
-def plot_grid(grid: Grid, path: Path, metric: str) -> Path:
+def plot_grid(grid: Grid, path: Path, metric: Metric) -> Path:
     """Heat-map of a metric over alpha (rows) x temperature (columns)."""
     import numpy as np
 
@@ -88,7 +88,7 @@ def plot_grid(grid: Grid, path: Path, metric: str) -> Path:
         for j, value in enumerate(row):
             if np.isfinite(value):
                 ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white", fontsize=8)
-    ax.set_title(f"{grid.group} {grid.bits}: {metric.replace('_', ' ')}")
+    ax.set_title(f"{grid.group} {grid.bits}: {metric.label}")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -124,3 +124,19 @@ def plot_benchmark(result, out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_picture_grid(panels: list[Panel], path: Path) -> Path:
+    """The panels side by side, each with its label."""
+    from PIL import Image
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6))
+    for ax, panel in zip(axes, panels, strict=True):
+        image = Image.open(panel.path)
+        ax.imshow(image, cmap="gray" if image.mode == "L" else None, vmin=0, vmax=255)
+        ax.set_title(panel.label, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

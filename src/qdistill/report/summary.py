@@ -1,11 +1,13 @@
-"""Aggregate run records into rows: one per configuration, mean and standard error over seeds."""
+"""Aggregate run records into rows: one per configuration, mean and standard error over
+seeds."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+
+from qdistill.experiment.record import RunRecord
 
 
 @dataclass
@@ -36,6 +38,7 @@ class SummaryRow:
     bits: str
     w_bits: int | None
     a_bits: int | None
+    quantized: bool
     seeds: list[int]
     alpha: float | None = None
     temperature: float | None = None
@@ -49,38 +52,44 @@ class SummaryRow:
         return self.float32_bytes / self.size_bytes if self.size_bytes else math.nan
 
 
-def summarize(records: list[dict[str, Any]]) -> list[SummaryRow]:
+def method_label(record: RunRecord) -> str:
+    """The method column: the method, its QKD phases, or a recipe's stages."""
+    if record.method == "recipe":
+        return record.recipe
+    return f"{record.method} ({record.phases})" if record.phases else record.method
+
+
+def summarize(records: list[RunRecord]) -> list[SummaryRow]:
     """One row per (name, model, method, bits), in order of first appearance."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        method = record["method"]
-        if record.get("phases"):
-            method = f"{method} ({record['phases']})"
-        key = (record["name"], record["model"], method, record["bits"])
+        key = (record.name, record.model, method_label(record), record.bits)
         groups.setdefault(key, []).append(record)
     rows = []
     for (name, model, method, bits), members in groups.items():
-        metric_names = sorted({k for r in members for k in r.get("metrics", {})})
+        first = members[0]
+        metric_names = sorted({k for r in members for k in r.metrics})
         rows.append(
             SummaryRow(
                 name=name,
-                group=members[0].get("group", name),
+                group=first.group,
                 model=model,
                 method=method,
                 bits=bits,
-                w_bits=members[0].get("w_bits"),
-                a_bits=members[0].get("a_bits"),
-                seeds=sorted(r["seed"] for r in members),
-                alpha=members[0].get("alpha"),
-                temperature=members[0].get("temperature"),
+                w_bits=first.w_bits,
+                a_bits=first.a_bits,
+                quantized=first.plan is not None,
+                seeds=sorted(r.seed for r in members),
+                alpha=first.alpha,
+                temperature=first.temperature,
                 metrics={
                     m: stat
                     for m in metric_names
-                    if (stat := Stat.of([r["metrics"].get(m) for r in members])) is not None
+                    if (stat := Stat.of([r.metrics.get(m) for r in members])) is not None
                 },
-                size_bytes=statistics.fmean(r["size_bytes"] for r in members),
-                float32_bytes=statistics.fmean(r["float32_bytes"] for r in members),
-                wall_s=Stat.of([r.get("wall_s") for r in members]),
+                size_bytes=statistics.fmean(r.size_bytes for r in members),
+                float32_bytes=statistics.fmean(r.float32_bytes for r in members),
+                wall_s=Stat.of([r.wall_s for r in members]),
             )
         )
     return rows

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from qdistill.config import StrictConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictConfig):
     name: Literal["sgd", "adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
@@ -20,7 +18,7 @@ class OptimizerConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)  # adam/adamw only
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(StrictConfig):
     """Learning-rate schedule over epochs, applied per step (fractional epochs).
 
     Linear warm-up over ``warmup_epochs``, then: constant; step (x gamma every
@@ -36,7 +34,7 @@ class ScheduleConfig(_Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictConfig):
     epochs: int = Field(20, ge=0)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig()

@@ -60,7 +60,6 @@ def fit(
     loss_fn: LossFn = classification_loss,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     monitor: str = "val_acc",
-    maximize: bool = True,
     hooks: dict[str, list[Callable]] | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_metadata: dict[str, Any] | None = None,
@@ -72,7 +71,7 @@ def fit(
     """Train ``model`` in place for ``config.epochs`` epochs.
 
     ``evaluate(model)`` returns validation metrics after each epoch; the epoch with
-    the best ``monitor`` value is kept (and restored at the end when
+    the highest ``monitor`` value is kept (and restored at the end when
     ``config.restore_best``). Hooks: ``after_backward(model, step)`` runs between
     backward and the optimiser step (e.g. pruning regularisers), ``on_epoch_end(model,
     epoch, metrics)`` after validation. With ``checkpoint_dir``, ``last.safetensors``
@@ -140,7 +139,7 @@ def fit(
                 record.update(evaluate(model))
             record["epoch_s"] = time.perf_counter() - epoch_start
             result.history.append(record)
-            improved = _improved(record.get(monitor), result.best_score, maximize)
+            improved = _improved(record.get(monitor), result.best_score)
             if improved or evaluate is None:
                 result.best_epoch, result.best_score = epoch + 1, record.get(monitor)
                 if config.restore_best:
@@ -169,12 +168,10 @@ def _optimizer_step(
     optimizer.zero_grad(set_to_none=True)
 
 
-def _improved(value: float | None, best: float | None, maximize: bool) -> bool:
+def _improved(value: float | None, best: float | None) -> bool:
     if value is None or not math.isfinite(value):
         return False
-    if best is None:
-        return True
-    return value > best if maximize else value < best
+    return best is None or value > best
 
 
 def _epoch_line(desc: str, epochs: int, record: dict[str, float], improved: bool) -> str:

@@ -45,6 +45,11 @@ class ModelSize:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSize:
+        layers = [LayerSize(**layer) for layer in data["layers"]]
+        return cls(data["values"], data["total_bytes"], data["float32_bytes"], layers)
+
 
 def _layer_storage(module: nn.Module) -> tuple[int, int, int, int]:
     """(values stored, bytes, weight bits, activation bits) of a quantized layer."""

@@ -1,4 +1,5 @@
-"""Per-layer compute: multiply-accumulates (MACs) and bit operations (BOPs = MACs x w x a).
+"""Per-layer compute: multiply-accumulates (MACs) and bit operations (BOPs = MACs x w x a)
+at the bit widths each layer uses.
 
 Counted from one forward pass of an example input through forward hooks that are
 removed afterwards; the model's mode and parameters are left as they were.
@@ -32,6 +33,10 @@ class LayerCost:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "bops": self.bops}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LayerCost:
+        return cls(**{k: v for k, v in data.items() if k != "bops"})
 
 
 def _bits(module: nn.Module) -> tuple[int, int]:

@@ -1,14 +1,9 @@
-"""What differs between task families, behind one interface the runner and commands use:
-training batches and loss, per-epoch validation, test metrics, calibration inputs.
-
-- classification: cross-entropy, accuracy (``val_acc`` picks the best epoch);
-- super-resolution: pixel loss on random patches, PSNR/SSIM (RGB and Y), HaarPSI and
-  LPIPS when available, the bicubic baseline (``val_psnr_y`` picks the best epoch).
-"""
+"""Super-resolution: pixel loss on random patches; PSNR/SSIM (Y and RGB), HaarPSI, LPIPS
+when available and the bicubic baseline (``val_psnr_y`` picks the best epoch)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -16,73 +11,42 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdistill.data import Augmentation, Batches, ClassificationData
+from qdistill.data import Augmentation
 from qdistill.data.images import bicubic_resize, center_crop
 from qdistill.data.sr import SRData
 from qdistill.distill.losses import pixel_loss
-from qdistill.experiment.steps import evaluate_splits, training_batches
-from qdistill.metrics import evaluate_classifier, fidelity, haarpsi, lpips_metric
+from qdistill.metrics import fidelity, haarpsi, lpips_metric
 from qdistill.quant import convert
+from qdistill.tasks.base import TASKS, Baseline, Metric, Panel, sample_path
 from qdistill.train import TrainConfig
-from qdistill.train.loop import LossFn, classification_loss
+from qdistill.train.loop import LossFn
+
+SAMPLE_CROP = 128  # pixels (HR) of the picture-grid crop
+REFERENCE_PICTURES = ("lr", "bicubic", "hr")
 
 
-class ClassificationTask:
-    kind = "classification"
-    distill_loss = "kd_kl"
-    monitor = "val_acc"
-    headline = "test_acc"
-    unit = "%"
-
-    def __init__(self, data: ClassificationData, device: torch.device, batch_size: int = 256):
-        self.data, self.device, self.batch_size = data, device, batch_size
-
-    @property
-    def num_outputs(self) -> int:
-        return self.data.num_classes
-
-    def training_batches(self, batch_size: int, seed: int, augment: Augmentation | None):
-        return training_batches(self.data, batch_size, seed, augment)
-
-    def loss_fn(self, train: TrainConfig) -> LossFn:
-        return classification_loss
-
-    def validate(self, model: nn.Module) -> dict[str, float]:
-        return evaluate_splits(model, self.data, self.device, self.batch_size, ("val",))
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return evaluate_splits(model, self.data, self.device, self.batch_size)
-
-    def integer_metrics(self, model: nn.Module) -> dict[str, float]:
-        batches = Batches(self.data.test, self.batch_size)
-        return {
-            "test_acc_integer": evaluate_classifier(convert(model), batches, self.device)["acc"]
-        }
-
-    def calibration_batches(self) -> Iterable:
-        return Batches(self.data.train, self.batch_size)
-
-    def cache_disabled_reason(self) -> str | None:
-        return None
-
-    def sample_inputs(self, count: int) -> torch.Tensor:
-        return self.data.sample_inputs(count)
-
-    def record_fields(self) -> dict[str, Any]:
-        return {}
-
-    def prepare_outputs(self, folder: Path) -> None:
-        """Classifiers produce no pictures."""
-
-    def save_sample(self, model: nn.Module, path: Path) -> None:
-        """Classifiers produce no pictures."""
-
-
+@TASKS.register("super_resolution")
 class SuperResolutionTask:
     kind = "super_resolution"
     distill_loss = "pixel_kd"
     monitor = "val_psnr_y"
-    headline = "test_psnr_y"
+    headline = Metric("test_psnr_y", "PSNR-Y (dB)")
+    integer = Metric("test_psnr_y_integer", "Integer model PSNR-Y")
+    quality = (
+        headline,
+        Metric("test_ssim_y", "SSIM-Y", 4),
+        Metric("test_psnr_rgb", "PSNR-RGB (dB)"),
+        Metric("test_ssim_rgb", "SSIM-RGB", 4),
+        Metric("test_haarpsi", "HaarPSI", 4),
+        Metric("test_lpips", "LPIPS", 4),
+    )
+    console = ("test_psnr_y", "test_ssim_y", "test_haarpsi")
+    per_run = (
+        Metric("test_ssim_y", "Test SSIM-Y", 4),
+        Metric("val_psnr_y", "Val PSNR-Y"),
+        Metric("test_psnr_y", "Test PSNR-Y"),
+    )
+    baselines = (Baseline("bicubic", "interpolation", "bicubic_"),)
     unit = " dB"
 
     def __init__(
@@ -148,7 +112,8 @@ class SuperResolutionTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         outputs = [(self.upscale(model, lr), hr) for lr, hr in self._pairs("test")]
         metrics = {**self.validate(model), **self._scores(outputs, "test", full=True)}
-        metrics.update({f"bicubic_{k}": v for k, v in self.bicubic.items()})
+        (bicubic,) = self.baselines
+        metrics.update({f"{bicubic.prefix}{k}": v for k, v in self.bicubic.items()})
         return metrics
 
     @cached_property
@@ -161,7 +126,7 @@ class SuperResolutionTask:
         integer = convert(model)
         outputs = ((self.upscale(integer, lr), hr) for lr, hr in self._pairs("test"))
         scores = self._scores(outputs, "test", full=False)
-        return {"test_psnr_y_integer": scores["test_psnr_y"]}
+        return {self.integer.key: scores[self.headline.key]}
 
     def calibration_batches(self) -> Iterable:
         return self.data.patches(64, torch.Generator().manual_seed(0), augment=False)
@@ -172,7 +137,7 @@ class SuperResolutionTask:
     def sample_inputs(self, count: int) -> torch.Tensor:
         return self.data.sample_inputs(count)
 
-    def record_fields(self) -> dict[str, Any]:
+    def notes(self) -> dict[str, str]:
         return {"lpips": self.lpips.reason}
 
     def prepare_outputs(self, folder: Path) -> None:
@@ -181,7 +146,8 @@ class SuperResolutionTask:
         lr, hr = self._pairs("test")[0]
         size = tuple(hr.shape[-2:])
         nearest = torch.nn.functional.interpolate(lr, size=size, mode="nearest")
-        for name, image in (("lr", nearest), ("bicubic", bicubic_resize(lr, size)), ("hr", hr)):
+        images = (nearest, bicubic_resize(lr, size), hr)
+        for name, image in zip(REFERENCE_PICTURES, images, strict=True):
             save_png(center_crop(image, SAMPLE_CROP), folder / f"{name}.png")
 
     def save_sample(self, model: nn.Module, path: Path) -> None:
@@ -189,8 +155,42 @@ class SuperResolutionTask:
         lr, _ = self._pairs("test")[0]
         save_png(center_crop(self.upscale(model, lr), SAMPLE_CROP), path)
 
+    @classmethod
+    def describe_data(cls, data: Mapping[str, Any]) -> list[str]:
+        images = data.get("images", {})
+        return [
+            f"Data: **{data.get('name', '?')}**, x{data.get('scale')} super-resolution on "
+            f"{str(data.get('channels', '?')).upper()}, training on random "
+            f"{data.get('lr_patch')}-pixel LR patches of {len(images.get('train', []))} "
+            f"images, validation on {images.get('val')}, test on {images.get('test')}."
+        ]
 
-SAMPLE_CROP = 128  # pixels (HR) of the picture-grid crop
+    @classmethod
+    def metric_notes(cls, notes: Sequence[Mapping[str, str]], metric_keys: set[str]) -> list[str]:
+        reason = next((n["lpips"] for n in notes if n.get("lpips")), None)
+        if "test_lpips" in metric_keys:
+            lpips = f"LPIPS (AlexNet, lower is better) from {reason}."
+        else:
+            lpips = f"LPIPS: unavailable ({reason})." if reason else ""
+        return [
+            "PSNR and SSIM of 8-bit outputs with a border of `scale` pixels cropped, on the Y "
+            "channel of YCbCr (BT.601) and, for RGB models, on RGB; HaarPSI (piq; 1 = "
+            f"identical) is a training-free perceptual similarity. {lpips} The quantized "
+            "model's quality is that of the fake-quantized model; *integer model* is the "
+            "same after `convert()`."
+        ]
+
+    @classmethod
+    def picture_panels(cls, folder: Path, runs: Sequence[tuple[str, int, float]]) -> list[Panel]:
+        """LR | bicubic | each run's output | HR, for the crop of the first test image."""
+        if not (folder / "hr.png").is_file():
+            return []
+        panels = [Panel("LR (input)", folder / "lr.png"), Panel("bicubic", folder / "bicubic.png")]
+        for name, seed, value in runs:
+            path = sample_path(folder, name, seed)
+            if path.is_file():
+                panels.append(Panel(f"{name}\n{value:.2f} dB", path))
+        return [*panels, Panel("HR (ground truth)", folder / "hr.png")]
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:
@@ -199,14 +199,3 @@ def save_png(image: torch.Tensor, path: Path) -> None:
     array = (image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path)
-
-
-Task = ClassificationTask | SuperResolutionTask
-
-
-def make_task(
-    data: Any, device: torch.device, batch_size: int = 256, lpips_weights: str | None = None
-) -> Task:
-    if isinstance(data, SRData):
-        return SuperResolutionTask(data, device, batch_size, lpips_weights)
-    return ClassificationTask(data, device, batch_size)

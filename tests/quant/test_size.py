@@ -1,8 +1,7 @@
 import torch
 from torch import nn
 
-from qdistill.hardware import count_parameters, model_size
-from qdistill.quant import calibrate, convert, quantize
+from qdistill.quant import calibrate, convert, count_parameters, model_size, quantize
 
 
 def test_float_model_size_counts_parameters_and_bn_statistics():
