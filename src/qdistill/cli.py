@@ -256,7 +256,8 @@ def sensitivity(
 
     from qdistill.experiment.commands import sensitivity_checkpoint
     from qdistill.experiment.schema import format_validation_error
-    from qdistill.experiment.stages.mixed_precision import Allocation, MixedPrecisionStage
+    from qdistill.experiment.stages.mixed_precision import MixedPrecisionStage
+    from qdistill.quant.sensitivity import Allocation
     from qdistill.report.sensitivity import spec_label
 
     options: dict[str, Any] = {

@@ -16,6 +16,7 @@ from qdistill.quant import parse_layer_spec
 from qdistill.report import write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
+LEGACY_TEACHER = json.loads((FIXTURES / "results-0.1.0-tiny.jsonl").read_text().splitlines()[0])
 ONE_EPOCH = {"epochs": 1, "batch_size": 8, "pixel_loss": "l2"}
 LEARNED_W4A4 = {"bits": "w4a4", "weight": {"range": "learned"}, "act": {"range": "learned"}}
 # The experiment behind results-0.1.0-sr.jsonl (run by qdistill 0.1.0).
@@ -116,6 +117,11 @@ def test_shipped_configs_keep_the_run_ids_of_0_1_0():
         ('{"schema": 9, "run_id": "a"}', "record schema 9, newer than this qdistill reads"),
         ('{"run_id": "a", "name": "x"}', "cannot read this schema-1 run record \\(missing"),
         ('{"schema": 2, "run_id": "a"}', "cannot read this schema-2 run record"),
+        (
+            json.dumps({**LEGACY_TEACHER, "metrics": {"top5": 1.0}}),
+            "\\['top5'\\] are not metrics of task classification",
+        ),
+        (json.dumps({**LEGACY_TEACHER, "task": "segmentation"}), "unknown task 'segmentation'"),
         ("[1, 2]", "is not a run record"),
     ],
 )

@@ -17,7 +17,6 @@ from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.stages.equalize import EqualizeStage, equalize_before_quantizing
 from qdistill.experiment.stages.mixed_precision import (
     MixedPrecisionStage,
-    SensitivityProbe,
     allocate_by_sensitivity,
     probe_sensitivity,
 )
@@ -27,6 +26,7 @@ from qdistill.export import ExportReport, export_model
 from qdistill.hardware.deployment import DeploymentMeasurement, measure_deployment
 from qdistill.models import build_model, load_model, save_model
 from qdistill.quant import QuantPlan, is_quantized, model_size
+from qdistill.quant.sensitivity import SensitivityProbe
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.tasks import make_task
 from qdistill.train import TrainConfig

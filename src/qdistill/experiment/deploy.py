@@ -51,7 +51,9 @@ class BenchmarkRecord:
     measurement: DeploymentMeasurement
 
 
-def select_runs(records: list[RunRecord], names: list[str], quantized_only: bool):
+def select_runs(
+    records: list[RunRecord], names: list[str], quantized_only: bool
+) -> list[RunRecord]:
     """First-seed record of every run whose name or student group is in ``names`` (all
     runs, or all quantized runs with ``quantized_only``, when ``names`` is empty)."""
     chosen: dict[str, RunRecord] = {}

@@ -12,9 +12,9 @@ from typing import Any
 
 from qdistill.errors import ConfigError
 from qdistill.experiment.record import SCHEMA_VERSION, RunRecord, StageRecord
-from qdistill.experiment.stages.mixed_precision import Allocation
 from qdistill.quant import QuantPlan
 from qdistill.quant.half import HalfPlan
+from qdistill.quant.sensitivity import Allocation
 
 
 class RecordError(ConfigError):

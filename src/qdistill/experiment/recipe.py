@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from qdistill.config import located_errors
 from qdistill.distill import DistillConfig
-from qdistill.errors import ConfigError
 from qdistill.experiment.stages import STAGES, ModelKind, StageConfig, definition_of
 from qdistill.experiment.stages.half import HalfStage
 from qdistill.experiment.stages.mixed_precision import MixedPrecisionStage
@@ -50,10 +50,8 @@ def parse_stage(entry: Any) -> StageConfig:
             f"recipe entry {entry!r} must be one stage, {{name: {{settings}}}}, e.g. "
             "{quantize: {mode: qat, bits: w4a4}}"
         )
-    try:
+    with located_errors():
         definition = STAGES.get(name)
-    except ConfigError as err:
-        raise ValueError(str(err)) from None
     try:
         return definition.config.model_validate(settings or {})
     except ValidationError as err:

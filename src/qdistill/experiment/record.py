@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from qdistill.experiment.stages.mixed_precision import Allocation
 from qdistill.quant import QuantPlan
 from qdistill.quant.half import HalfPlan
+from qdistill.quant.sensitivity import Allocation
+from qdistill.tasks import TASKS
 
 SCHEMA_VERSION = 2
 
@@ -95,6 +96,11 @@ class RunRecord:
     finished_at: str
     notes: dict[str, str] = field(default_factory=dict)  # the task's (e.g. LPIPS source)
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - TASKS.get(self.task).metric_keys
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not metrics of task {self.task}")
 
     @property
     def best_epoch(self) -> int | None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from qdistill.config import StrictConfig
+from qdistill.config import StrictConfig, located_errors
 from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import distillation_of
@@ -50,10 +50,8 @@ class DataConfig(StrictConfig):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        try:
+        with located_errors():
             DATASETS.get(name)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
         return name
 
 

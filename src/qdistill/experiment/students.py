@@ -17,9 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from qdistill.config import StrictConfig
+from qdistill.config import StrictConfig, located_errors
 from qdistill.distill import DistillConfig, QKDPhases
-from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import (
     Recipe,
     RunLabels,
@@ -38,8 +37,9 @@ from qdistill.train import TrainConfig
 
 BitsValue = str | dict[str, Any]  # a plan: 'w4a4' or {pattern: spec}, or {allocate: {...}}
 Method = Literal["float", "ptq", "qat", "qkd", "half"]
-# Keys left out of a sugar student's identity while unset, so runs recorded before they
-# existed keep their ids (``equalize`` enters it only when given).
+# Keys outside a method student's dump in its identity: ``compare_to`` changes only the
+# report; the others came after runs were recorded and must not change their ids
+# (``equalize`` enters the identity on its own, when given).
 _LATER_KEYS = {"compare_to", "equalize", "recipe", "sweep"}
 
 
@@ -170,10 +170,8 @@ class StudentConfig(StrictConfig):
     def _parse_bits(cls, value: Any) -> Any:
         for entry in value if isinstance(value, list) else [value]:
             if entry is not None and allocation_of(entry) is None:
-                try:
+                with located_errors():
                     QuantPlan.from_config(entry)
-                except ConfigError as err:
-                    raise ValueError(str(err)) from None
         if isinstance(value, list) and not value:
             raise ValueError("bits list is empty")
         return value
@@ -198,7 +196,7 @@ class StudentConfig(StrictConfig):
 
     @property
     def method_label(self) -> str:
-        """The method column of reports: the method, or the recipe's stages."""
+        """The method the student was written with, or ``recipe``."""
         return self.method or "recipe"
 
     # -- recipe students ------------------------------------------------------------------

@@ -7,8 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from qdistill.config import StrictConfig
-from qdistill.errors import ConfigError
+from qdistill.config import StrictConfig, located_errors
 from qdistill.models.registry import MODELS, build_model
 
 
@@ -26,10 +25,8 @@ class ModelConfig(StrictConfig):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        try:
+        with located_errors():
             MODELS.get(name)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
         return name
 
     def build(self, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:

@@ -61,6 +61,7 @@ class Task(Protocol):
     console: ClassVar[tuple[str, ...]]  # metric keys the terminal table keeps
     per_run: ClassVar[tuple[Metric, ...]]  # metrics of the report's per-run table
     baselines: ClassVar[tuple[Baseline, ...]]
+    metric_keys: ClassVar[frozenset[str]]  # every metric a run of this task records
     unit: ClassVar[str]  # printed after headline values
 
     device: torch.device

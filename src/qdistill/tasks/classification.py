@@ -63,6 +63,9 @@ class ClassificationTask:
         Metric("test_acc", "Test acc."),
     )
     baselines = ()
+    metric_keys = frozenset(
+        {f"{split}_{kind}" for split in SPLITS for kind in ("acc", "loss")} | {integer.key}
+    )
     unit = "%"
 
     def __init__(

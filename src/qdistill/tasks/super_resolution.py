@@ -23,6 +23,7 @@ from qdistill.train.loop import LossFn
 
 SAMPLE_CROP = 128  # pixels (HR) of the picture-grid crop
 REFERENCE_PICTURES = ("lr", "bicubic", "hr")
+BICUBIC = Baseline("bicubic", "interpolation", "bicubic_")
 
 
 @TASKS.register("super_resolution")
@@ -46,7 +47,11 @@ class SuperResolutionTask:
         Metric("val_psnr_y", "Val PSNR-Y"),
         Metric("test_psnr_y", "Test PSNR-Y"),
     )
-    baselines = (Baseline("bicubic", "interpolation", "bicubic_"),)
+    baselines = (BICUBIC,)
+    metric_keys = frozenset(
+        ["val_psnr_y", integer.key, *(m.key for m in quality)]
+        + [f"{BICUBIC.prefix}{m.key}" for m in quality]
+    )
     unit = " dB"
 
     def __init__(
@@ -112,8 +117,7 @@ class SuperResolutionTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         outputs = [(self.upscale(model, lr), hr) for lr, hr in self._pairs("test")]
         metrics = {**self.validate(model), **self._scores(outputs, "test", full=True)}
-        (bicubic,) = self.baselines
-        metrics.update({f"{bicubic.prefix}{k}": v for k, v in self.bicubic.items()})
+        metrics.update({f"{BICUBIC.prefix}{k}": v for k, v in self.bicubic.items()})
         return metrics
 
     @cached_property

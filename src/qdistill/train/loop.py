@@ -1,6 +1,6 @@
 """The one training loop: forward, loss, backward, hooks, step; per-epoch validation.
 
-Every method (plain training, QAT, later distillation) goes through :func:`fit`;
+Every method (plain training, QAT, distillation, QKD's phases) goes through :func:`fit`;
 what differs is the ``loss_fn`` and the hooks, never a copy of the loop.
 """
 
@@ -84,7 +84,6 @@ def fit(
     unknown = set(hooks) - set(HOOK_NAMES)
     if unknown:
         raise ValueError(f"unknown hook(s) {sorted(unknown)}; known: {HOOK_NAMES}")
-    device = torch.device(device) if device is not None else None
     result = TrainResult()
     if config.epochs == 0:
         return result
@@ -93,48 +92,26 @@ def fit(
         raise ValueError("training data is empty")
     trained = nn.ModuleList([model, *also_train]) if also_train else model
     optimizer = build_optimizer(trained, config.optimizer)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    steps = _Steps(
+        model,
+        trained,
+        optimizer,
+        [group["lr"] for group in optimizer.param_groups],
+        config,
+        loss_fn,
+        hooks.get("after_backward", []),
+        torch.device(device) if device is not None else None,
+        desc,
+    )
     best_state: dict[str, torch.Tensor] | None = None
-    accumulate = config.grad_accumulation
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
     started = time.perf_counter()
-
     with progress_bar() as progress:
-        task = progress.add_task(desc, total=steps_per_epoch, status="")
+        bar = progress.add_task(desc, total=steps_per_epoch, status="")
         for epoch in range(config.epochs):
-            trained.train()
             epoch_start = time.perf_counter()
-            progress.reset(task, total=steps_per_epoch, description=f"{desc} {epoch + 1}")
-            loss_sum, loss_count, step = 0.0, 0, 0
-            optimizer.zero_grad(set_to_none=True)
-            for step, batch in enumerate(train_batches):
-                fraction = step / steps_per_epoch if steps_per_epoch else 0.0
-                factor = lr_factor(config.schedule, config.epochs, epoch + fraction)
-                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                    group["lr"] = base * factor
-                loss = loss_fn(model, _to_device(batch, device))
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        f"{desc}: loss became {loss_value} at epoch {epoch + 1} step {step + 1}; "
-                        f"lower the learning rate (now {base_lrs[0] * factor:.3g}) or check the "
-                        "data for NaN/inf values"
-                    )
-                (loss / accumulate if accumulate > 1 else loss).backward()
-                for hook in hooks.get("after_backward", ()):
-                    hook(model, step)
-                if (step + 1) % accumulate == 0:
-                    _optimizer_step(trained, optimizer, config.grad_clip)
-                loss_sum += loss_value
-                loss_count += 1
-                progress.update(task, advance=1, status=f"loss {loss_sum / loss_count:.4f}")
-            if (step + 1) % accumulate != 0:
-                _optimizer_step(trained, optimizer, config.grad_clip)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(loss_count, 1),
-                "lr": base_lrs[0] * factor,
-            }
+            progress.reset(bar, total=steps_per_epoch, description=f"{desc} {epoch + 1}")
+            record = steps.epoch(epoch, train_batches, steps_per_epoch, progress, bar)
             if evaluate is not None:
                 record.update(evaluate(model))
             record["epoch_s"] = time.perf_counter() - epoch_start
@@ -157,6 +134,58 @@ def fit(
         model.load_state_dict(best_state)
     result.wall_s = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Steps:
+    """The optimisation steps of one fit() call, an epoch at a time."""
+
+    model: nn.Module
+    trained: nn.Module  # the model and anything trained alongside it
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]
+    config: TrainConfig
+    loss_fn: LossFn
+    after_backward: list[Callable]
+    device: torch.device | None
+    desc: str
+
+    def epoch(
+        self, epoch: int, batches: Iterable, steps_per_epoch: int | None, progress, bar
+    ) -> dict[str, float]:
+        """Train one pass over ``batches``; the epoch's mean loss and last learning rate."""
+        config, optimizer, accumulate = self.config, self.optimizer, self.config.grad_accumulation
+        self.trained.train()
+        loss_sum, loss_count, step = 0.0, 0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(batches):
+            fraction = step / steps_per_epoch if steps_per_epoch else 0.0
+            factor = lr_factor(config.schedule, config.epochs, epoch + fraction)
+            for group, base in zip(optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * factor
+            loss = self.loss_fn(self.model, _to_device(batch, self.device))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"{self.desc}: loss became {loss_value} at epoch {epoch + 1} step "
+                    f"{step + 1}; lower the learning rate (now {self.base_lrs[0] * factor:.3g})"
+                    " or check the data for NaN/inf values"
+                )
+            (loss / accumulate if accumulate > 1 else loss).backward()
+            for hook in self.after_backward:
+                hook(self.model, step)
+            if (step + 1) % accumulate == 0:
+                _optimizer_step(self.trained, optimizer, config.grad_clip)
+            loss_sum += loss_value
+            loss_count += 1
+            progress.update(bar, advance=1, status=f"loss {loss_sum / loss_count:.4f}")
+        if (step + 1) % accumulate != 0:
+            _optimizer_step(self.trained, optimizer, config.grad_clip)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(loss_count, 1),
+            "lr": self.base_lrs[0] * factor,
+        }
 
 
 def _optimizer_step(

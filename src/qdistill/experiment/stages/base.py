@@ -25,6 +25,7 @@ from qdistill.data import Augmentation
 from qdistill.distill import DistillConfig, TeacherOutputCache
 from qdistill.prune import keep_pruned
 from qdistill.quant import QuantPlan
+from qdistill.quant.sensitivity import Allocation
 from qdistill.registry import Registry
 from qdistill.tasks import Task
 
@@ -69,7 +70,7 @@ class StudentState:
     plan: QuantPlan | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     fold_bn: bool = False  # BatchNorm folded when quantizing: checkpoints must know
-    allocation: Any = None  # the mixed-precision stage's record, for the run record
+    allocation: Allocation | None = None  # what a mixed-precision stage measured and chose
 
 
 @dataclass(frozen=True)

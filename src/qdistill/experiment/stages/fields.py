@@ -8,23 +8,19 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from qdistill.errors import ConfigError
+from qdistill.config import located_errors
 from qdistill.quant import LayerQuantSpec, QuantPlan, parse_layer_spec
 
 
 def _plan(value: Any) -> QuantPlan:
-    try:
+    with located_errors():
         return QuantPlan.from_config(value)
-    except ConfigError as err:
-        raise ValueError(str(err)) from None
 
 
 def layer_spec(value: Any) -> LayerQuantSpec:
     """A layer spec that quantizes something (``float`` is refused)."""
-    try:
+    with located_errors():
         spec = parse_layer_spec(value)
-    except ConfigError as err:
-        raise ValueError(str(err)) from None
     if spec is None:
         raise ValueError(f"{value!r} keeps layers float; give a quantization spec such as w8a8")
     return spec

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -16,7 +15,9 @@ from qdistill.experiment.stages.base import StageConfig, StageContext, StudentSt
 from qdistill.experiment.stages.fields import LayerSpecField, PlanField
 from qdistill.quant import LayerQuantSpec, QuantPlan
 from qdistill.quant.sensitivity import (
+    Allocation,
     Sensitivity,
+    SensitivityProbe,
     allocate_bits,
     budget_bytes_of,
     measure_sensitivity,
@@ -81,49 +82,6 @@ class MixedPrecisionStage(StageConfig):
             return self.labelled_levels
         probe = self.probe or self.low
         return {probe.short: probe}
-
-
-@dataclass(frozen=True)
-class SensitivityProbe:
-    """Each unit's drop of the validation ``metric`` from the float model's score, when
-    quantized alone at each probed level (by label), most sensitive first."""
-
-    metric: str
-    float_score: float
-    levels: dict[str, list[Sensitivity]]
-
-
-@dataclass(frozen=True)
-class Allocation(SensitivityProbe):
-    """A probe and the plan chosen from it within ``budget_bytes``."""
-
-    probe: str  # the label of the level that stands for the lowest one
-    budget_bytes: int
-    plan: QuantPlan
-
-    @property
-    def units(self) -> list[Sensitivity]:
-        """Each unit at the first probed level, most sensitive first."""
-        return self.levels[self.probe]
-
-    def to_dict(self) -> dict[str, Any]:
-        levels = {label: [asdict(s) for s in units] for label, units in self.levels.items()}
-        return {**asdict(self), "levels": levels, "plan": self.plan.to_config()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Allocation:
-        levels = {
-            label: [Sensitivity(**unit) for unit in units]
-            for label, units in data["levels"].items()
-        }
-        return cls(
-            metric=data["metric"],
-            float_score=data["float_score"],
-            levels=levels,
-            probe=data["probe"],
-            budget_bytes=data["budget_bytes"],
-            plan=QuantPlan.from_config(data["plan"]),
-        )
 
 
 def probe_sensitivity(
