@@ -137,6 +137,10 @@ def test_sweeps_expand_into_named_runs_with_their_own_ids(tiny_config):
         (_student("s", ["mixed-precision"]), "plan of the mixed-precision stage is never applied"),
         (_student("s", [{"quantize": {"mode": "ptq", "train": {}}}]), "mode ptq only calibrates"),
         (_student("s", ["equalize"], sweep={"prune.ratio": [0.5]}), "sweep path 'prune.ratio'"),
+        (
+            _student("s", [{"prnue": {}}], sweep={"prune.ratio": [0.5]}),
+            "recipe.0: unknown stage 'prnue' \\(did you mean 'prune'",
+        ),
         ({**_student("s", ["equalize"]), "method": "ptq"}, "either 'method'"),
         ({"name": "s"}, "either 'method'"),
         ({**_student("s", ["equalize"]), "bits": "w4a4"}, "belong to method students"),

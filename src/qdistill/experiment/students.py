@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from qdistill.config import StrictConfig, located_errors
 from qdistill.distill import DistillConfig, QKDPhases
+from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import (
     Recipe,
     RunLabels,
@@ -26,6 +27,7 @@ from qdistill.experiment.recipe import (
     parse_recipe,
     recipe_to_config,
 )
+from qdistill.experiment.stages import STAGES
 from qdistill.experiment.stages.equalize import EqualizeStage
 from qdistill.experiment.stages.half import HalfStage
 from qdistill.experiment.stages.mixed_precision import MixedPrecisionStage, number_repeats
@@ -209,6 +211,12 @@ class StudentConfig(StrictConfig):
             raise ValueError(f"{sorted(given)} belong to method students; put them in the recipe")
 
     def _recipe_variants(self):
+        for index, entry in enumerate(self.recipe):
+            name = next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else entry
+            try:  # an unknown stage is named before any sweep path is looked up
+                STAGES.get(name) if isinstance(name, str) else None
+            except ConfigError as err:
+                raise ValueError(f"recipe.{index}: {err}") from None
         axes = self.sweep or {}
         for path, values in axes.items():
             if not values:
