@@ -2,6 +2,8 @@
 recipe's order is checked on load; sweeps expand into named runs; ``method`` is sugar
 for the same recipe."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -165,7 +167,8 @@ def test_distillation_loss_and_models_are_checked_on_load(tiny_config):
 def test_stage_context_keeps_masks_out_of_unpruned_training():
     from qdistill.experiment.stages import StageContext, StudentState
 
-    context = StageContext(None, 0, "d", None, print, lambda t, c: None)
-    assert context.training_hooks(StudentState(torch.nn.Linear(2, 2))) == {}
+    task = SimpleNamespace(device=torch.device("cpu"), monitor="val_acc")
+    context = StageContext(task, 0, "d", None, print, lambda t, c: None)
+    assert "hooks" not in context.fit_options(StudentState(torch.nn.Linear(2, 2)))
     pruned = StudentState(torch.nn.Linear(2, 2), masks={"": torch.ones(2, 2, dtype=bool)})
-    assert list(context.training_hooks(pruned)["hooks"]) == ["after_backward"]
+    assert list(context.fit_options(pruned)["hooks"]) == ["after_backward"]

@@ -105,19 +105,10 @@ def allocation_of(bits: Any) -> MixedPrecisionStage | None:
     return None
 
 
-def bits_label(bits: BitsValue | None) -> str:
-    """'float', 'w4a4', 'w4a4+first=w4a8' (a plan with exceptions), or the label of a
-    sensitivity allocation ('alloc' unless it names one)."""
-    if bits is None:
-        return "float"
-    allocation = allocation_of(bits)
-    return allocation.label if allocation else QuantPlan.from_config(bits).short
-
-
-def _sweep_label(path: str, value: Any) -> str:
+def _sweep_label(path: str, value: Any, labels: RunLabels) -> str:
     key = path.rsplit(".", 1)[-1]
     if key == "bits":
-        return bits_label(value)
+        return labels.bits
     text = f"{key}{value:g}" if isinstance(value, int | float) else f"{key}-{value}"
     return re.sub(r"[^A-Za-z0-9._=+-]", "-", text)
 
@@ -230,8 +221,9 @@ class StudentConfig(StrictConfig):
                 **self.model_dump(mode="json", include={"name", "model", "init", "pretrain"}),
                 "recipe": recipe_to_config(stages),
             }
-            suffix = tuple(_sweep_label(p, v) for p, v in zip(axes, point, strict=True))
-            yield Variant(suffix, stages, identity, labels_of(stages))
+            labels = labels_of(stages)
+            suffix = tuple(_sweep_label(p, v, labels) for p, v in zip(axes, point, strict=True))
+            yield Variant(suffix, stages, identity, labels)
 
     # -- method students (sugar) ----------------------------------------------------------
     def _check_method_keys(self) -> None:
@@ -277,22 +269,23 @@ class StudentConfig(StrictConfig):
 
     def _method_variants(self):
         bits_list = list(self.bits) if isinstance(self.bits, list) else [self.bits]
-        labels = number_repeats([bits_label(b) for b in bits_list])
         distillation = self.distillation
         points = distillation.points() if distillation else [None]
         swept = distillation.swept if distillation else []
         written = self.model_dump(mode="json", exclude=_LATER_KEYS)
-        for label, bits in zip(labels, bits_list, strict=True):
-            for point in points:
-                suffix = [label] if len(bits_list) > 1 else []
+        recipes = [[self._method_stages(bits, point) for point in points] for bits in bits_list]
+        labels = [[labels_of(stages) for stages in row] for row in recipes]
+        names = number_repeats([row[0].bits for row in labels])  # w4a4-1, w4a4-2: same widths
+        for bits, name, row, row_labels in zip(bits_list, names, recipes, labels, strict=True):
+            for point, stages, run_labels in zip(points, row, row_labels, strict=True):
+                suffix = [name] if len(bits_list) > 1 else []
                 suffix += [f"{'a' if k == 'alpha' else 'T'}{getattr(point, k):g}" for k in swept]
                 identity = {**written, "bits": bits}
                 if self.equalize is not None:
                     identity["equalize"] = self.equalize.model_dump(mode="json", exclude_none=True)
                 if point is not None:
                     identity["distill"] = point.model_dump(mode="json")
-                stages = self._method_stages(bits, point)
-                yield Variant(tuple(suffix), stages, identity, labels_of(stages))
+                yield Variant(tuple(suffix), stages, identity, run_labels)
 
     def _method_stages(self, bits: BitsValue | None, point: DistillConfig | None) -> Recipe:
         """The recipe ``method`` stands for at one sweep point."""

@@ -7,11 +7,10 @@ import math
 
 from rich.table import Table
 
+from qdistill.experiment.planner import TEACHER
 from qdistill.experiment.record import RunRecord
 from qdistill.report.summary import Stat, SummaryRow, summarize
 from qdistill.tasks import TASKS, Metric, Task
-
-TEACHER = "teacher"
 
 
 def task_of(records: list[RunRecord]) -> type[Task]:

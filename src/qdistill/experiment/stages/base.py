@@ -87,13 +87,15 @@ class StageContext:
     teacher_cache: Callable[[nn.Module, DistillConfig], TeacherOutputCache | None]
     hooks: dict[str, list[Callable]] | None = None
 
-    def training_hooks(self, state: StudentState) -> dict[str, Any]:
-        """``fit`` keyword arguments for hooks: the context's, plus keeping pruned weights
-        at zero when the model was pruned."""
+    def fit_options(self, state: StudentState) -> dict[str, Any]:
+        """What every ``fit`` of a stage is given: the task's device and validation
+        monitor, the context's hooks, and keeping pruned weights at zero when the model
+        was pruned."""
         hooks = {name: list(fns) for name, fns in (self.hooks or {}).items()}
         if state.masks:
             hooks.setdefault("after_backward", []).append(keep_pruned(state.masks))
-        return {"hooks": hooks} if hooks else {}
+        options = {"device": self.task.device, "monitor": self.task.monitor}
+        return {**options, "hooks": hooks} if hooks else options
 
 
 StageHandler = Callable[[Any, StudentState, StageContext], dict[str, Any]]

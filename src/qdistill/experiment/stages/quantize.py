@@ -101,9 +101,7 @@ def _run_qkd(config: QuantizeStage, state: StudentState, ctx: StageContext) -> d
         desc=ctx.desc,
         cache_factory=lambda tutor: ctx.teacher_cache(tutor, distillation),
         task_loss=ctx.task.loss_fn(phases.self_study or TrainConfig()),
-        device=ctx.task.device,
-        monitor=ctx.task.monitor,
-        **ctx.training_hooks(state),
+        **ctx.fit_options(state),
     )
     trains = dict(phases.named())
     return {"phases": {name: training_summary(r, trains[name]) for name, r in results.items()}}

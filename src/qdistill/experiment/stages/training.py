@@ -60,11 +60,10 @@ def train_or_distill(
     """Train ``state.model`` in place from the run's seed: on the task loss, or with
     distillation from the teacher when ``config`` is given."""
     seed_everything(ctx.seed)
-    task = ctx.task
-    hooks = ctx.training_hooks(state)
+    task, options = ctx.task, ctx.fit_options(state)
     if config is None:
         return train_with_validation(
-            state.model, task, train, ctx.seed, ctx.desc, ctx.augment, hooks.get("hooks")
+            state.model, task, train, ctx.seed, ctx.desc, ctx.augment, options.get("hooks")
         )
     result = distill(
         state.model,
@@ -75,9 +74,7 @@ def train_or_distill(
         cache=ctx.teacher_cache(state.teacher, config),
         evaluate=task.validate,
         desc=ctx.desc,
-        device=task.device,
-        monitor=task.monitor,
-        **hooks,
+        **options,
     )
     return training_summary(result, train)
 
