@@ -8,7 +8,7 @@ STAMP := $(VENV)/.qdistill-installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: venv demo test test-all bench lint format clean
+.PHONY: venv demo test test-all bench fpga lint format clean
 
 venv: $(STAMP)
 
@@ -23,16 +23,25 @@ $(VENV)/.qdistill-bench: $(STAMP)
 	$(PIP) -e ".[dev,bench,fpga]" $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
 	touch $@
 
+# finn-plus pins exact versions of torch, onnx and onnxruntime that differ from ours; its
+# estimate-only flow runs beside our stack, so it is installed without its dependencies
+# (the pure-Python ones it imports come with the `fpga` extra).
+$(VENV)/.qdistill-fpga: $(VENV)/.qdistill-bench
+	$(PIP) --no-deps finn-plus==1.6.1
+	touch $@
+
+fpga: $(VENV)/.qdistill-fpga
+
 demo: $(STAMP)
 	$(VENV)/bin/qdistill run configs/demo-digits.yaml --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
 
-test-all: $(VENV)/.qdistill-bench
+test-all: $(VENV)/.qdistill-fpga
 	$(PY) -m pytest -m "slow or not slow"
 
-bench: $(VENV)/.qdistill-bench
+bench: $(VENV)/.qdistill-fpga
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: $(STAMP)

@@ -1,6 +1,8 @@
 import copy
 import gzip
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,9 @@ import torch
 import yaml
 
 from qdistill.data import build_dataset
+
+# Shared test helpers (finn_designs) import by name; bench/fpga_agreement.py uses them too.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)

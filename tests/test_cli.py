@@ -282,3 +282,36 @@ def test_sensitivity_command_probes_levels_and_allocates(monkeypatch, capsys, tm
     assert_user_error(code, err, "levels needs at least two different specs")
     code, _, err = run_cli(monkeypatch, capsys, *args, "--levels", "w2a2,w8a8", "--low", "w2a2")
     assert_user_error(code, err, "either --levels or --low/--high")
+
+
+def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
+    qckpt = tmp_path / "q.safetensors"
+    run_cli(monkeypatch, capsys, "quantize", str(float_ckpt), "--bits", "w4a4", "-o", str(qckpt))
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "hardware", str(qckpt), "--fps", "20000", "--processor", "cpu=5000"
+    )
+    assert code == 0 and "Dataflow units" in out and "Cheapest board that fits: pynq-z2" in out
+    assert "price pynq-z2: GBP 103" in out
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "hardware", str(qckpt), "--board", "pynq-z2", "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["fps"] > 20000 and report["units"][1]["kind"] == "mvau"
+    pynq = next(b for b in report["boards"] if b["board"] == "pynq-z2")
+    assert pynq["fits"] and pynq["utilisation"]["lut"] <= 1.0
+    folding = tmp_path / "folding.yaml"
+    folding.write_text("features.1: {PE: 4}\n")
+    catalogue = tmp_path / "boards.yaml"
+    catalogue.write_text("boards: [\n")
+    cases = [
+        (["hardware", str(float_ckpt)], "holds a float model"),
+        (["hardware", str(qckpt), "--board", "pynq"], "unknown board 'pynq'"),
+        (["hardware", str(qckpt), "--fps", "1e12"], "is unreachable at 100 MHz"),
+        (["hardware", str(qckpt), "--catalogue", str(catalogue)], "is unreadable"),
+        (["hardware", str(qckpt), "--processor", "cpu=fast"], "--processor takes NAME=FPS"),
+        (["hardware", str(qckpt), "--folding", str(folding)], "PE=4 must divide 30"),
+        (["hardware", str(qckpt), "--clock-mhz", "0"], "clock must be positive"),
+    ]
+    for args, pattern in cases:
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert_user_error(code, err, pattern)

@@ -1,9 +1,10 @@
 """Single-model workflows behind ``qdistill train``, ``quantize``, ``evaluate``, ``export``,
-``benchmark`` and ``sensitivity``."""
+``benchmark``, ``hardware`` and ``sensitivity``."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,11 @@ from qdistill.experiment.stages.mixed_precision import (
 from qdistill.experiment.stages.quantize import quantize_calibrated
 from qdistill.experiment.stages.training import train_with_validation
 from qdistill.export import ExportReport, export_model
+from qdistill.hardware.benchmark import benchmark_model
+from qdistill.hardware.boards import load_catalogue
 from qdistill.hardware.deployment import DeploymentMeasurement, measure_deployment
+from qdistill.hardware.economics import CostReport, board_budget, cost_report
+from qdistill.hardware.estimate import DataflowTarget, check_reachable, estimate_dataflow
 from qdistill.models import build_model, load_model, save_model
 from qdistill.quant import QuantPlan, is_quantized, model_size
 from qdistill.quant.sensitivity import SensitivityProbe
@@ -203,6 +208,58 @@ def benchmark_checkpoint(
         repeats=repeats,
         time_limit_s=time_limit_s,
     )
+
+
+def hardware_checkpoint(
+    checkpoint: Path,
+    target: DataflowTarget,
+    *,
+    board: str | None = None,
+    utilisation: float = 1.0,
+    catalogue_path: Path | None = None,
+    measure_cpu: bool = False,
+    processor_fps: dict[str, float] | None = None,
+) -> CostReport:
+    """The dataflow estimate of a quantized checkpoint and its economics: folded to
+    ``target.fps`` when given, else to the fastest design that fits ``board``; CPU
+    throughput measured here with ``measure_cpu``, other processors' as given."""
+    catalogue = load_catalogue(catalogue_path)
+    if not 0 < utilisation <= 1:
+        raise ConfigError(f"--utilisation must be in (0, 1], got {utilisation}")
+    chosen = catalogue.board(board) if board else None  # unknown names fail before loading
+    for name in processor_fps or {}:
+        catalogue.processor(name)
+    model, metadata = load_model(checkpoint)
+    if not is_quantized(model):
+        raise ConfigError(
+            f"{checkpoint} holds a float model; the dataflow estimate needs a quantized one "
+            "(qdistill quantize ... first)"
+        )
+    input_shape = tuple(metadata["input_shape"])
+    if target.fps is None and chosen is not None:
+        target = dataclasses.replace(target, fit_within=board_budget(chosen, utilisation))
+    estimate = estimate_dataflow(model, input_shape, target)
+    check_reachable(estimate)
+    measured = {name: (fps, "given") for name, fps in (processor_fps or {}).items()}
+    if measure_cpu:
+        data, _ = _checkpoint_data(metadata, None, {})
+        measured["cpu"] = _cpu_throughput(model, input_shape, data.sample_inputs(64))
+    return cost_report(estimate, catalogue, measured)
+
+
+def _cpu_throughput(model, input_shape: tuple[int, ...], samples: torch.Tensor):
+    """(best throughput, how) of the model on this machine's CPU, quick settings."""
+    result = benchmark_model(
+        model,
+        input_shape,
+        samples,
+        backends=("torch", "ort_int8"),
+        batch_sizes=(1, 8, 64),
+        repeats=5,
+        time_limit_s=2.0,
+    )
+    best = max((b for b in result.backends if b.best is not None), key=lambda b: b.best.throughput)
+    return best.best.throughput, f"measured here: {best.backend}, batch {best.best.batch}"
 
 
 def sensitivity_checkpoint(

@@ -64,7 +64,7 @@ class ExportConfig(StrictConfig):
     """Export runs (by run or student name; empty = every quantized run) after training."""
 
     runs: list[str] = Field(default_factory=list)
-    formats: list[Literal["onnx", "onnx-qdq", "qonnx"]] = Field(
+    formats: list[Literal["onnx", "onnx-qdq", "qonnx", "finn"]] = Field(
         default_factory=lambda: ["onnx-qdq"], min_length=1
     )
     samples: int = Field(64, ge=1)

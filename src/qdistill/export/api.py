@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from qdistill.errors import ConfigError
+from qdistill.export.finn import check_finn_supported, finn_ready
 from qdistill.export.graph import ExportError, export_float, float_shadow
 from qdistill.export.layers import export_layers
 from qdistill.export.qdq import check_qdq_supported, to_qdq
-from qdistill.export.qonnx_format import to_qonnx
+from qdistill.export.qonnx_format import cleanup, to_qonnx
 from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
 from qdistill.export.verify import within_tolerance as _within_tolerance
 from qdistill.quant import is_quantized
@@ -77,8 +78,9 @@ def export_model(
     """Export ``model`` to ``path`` and verify the written file against PyTorch.
 
     ``onnx`` is the float computation (quantizers bypassed; a half-precision model keeps
-    its float16 weights and casts); ``onnx-qdq`` and ``qonnx`` need a quantized,
-    calibrated model and carry its learned scales and zero points.
+    its float16 weights and casts); ``onnx-qdq``, ``qonnx`` and ``finn`` (QONNX written
+    the way FINN's importer maps it) need a quantized, calibrated model and carry its
+    learned scales and zero points.
     The file is executed on ``sample_inputs`` and compared with the PyTorch outputs;
     beyond tolerance the export fails with the numbers (the file is kept beside the
     target as ``*.unverified.onnx`` for inspection). The report is also written as
@@ -96,11 +98,15 @@ def export_model(
     layers = export_layers(model) if quantized else []
     if fmt == "onnx-qdq":
         check_qdq_supported(layers)  # refuse before the (slow) trace
+    if fmt == "finn":
+        check_finn_supported(layers)
     proto = export_float(shadow, sample_inputs[:1].cpu())
     if fmt == "onnx-qdq":
         proto = to_qdq(proto, layers)
     elif fmt == "qonnx":
         proto = to_qonnx(proto, layers)
+    elif fmt == "finn":
+        proto = cleanup(finn_ready(to_qonnx(proto, layers)))
     with torch.no_grad():
         reference = (shadow if fmt == "onnx" else model)(sample_inputs.cpu()).numpy()
     exported = run_exported(proto, sample_inputs.cpu().numpy().astype(np.float32), fmt)

@@ -14,7 +14,7 @@ import onnx
 
 from qdistill.export.qonnx_format import runtime_ir_for_qonnx
 
-FORMATS = ("onnx", "onnx-qdq", "qonnx")
+FORMATS = ("onnx", "onnx-qdq", "qonnx", "finn")
 
 
 @dataclass
@@ -102,6 +102,6 @@ def run_qonnx(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
 
 
 def run_exported(model: onnx.ModelProto, inputs: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt == "qonnx":
+    if fmt in ("qonnx", "finn"):
         return run_qonnx(model, inputs)
     return run_onnxruntime(model, inputs)

@@ -1,60 +1,17 @@
-"""The ``qdistill`` command line: parses arguments, calls the library, maps errors to exit 2."""
+"""Single-model commands: ``train``, ``quantize``, ``evaluate``, ``sensitivity`` and the
+registry listings."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 
-from qdistill.console import console, error_console
-from qdistill.errors import ConfigError, QdistillError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Quantize, distil and measure neural networks for real hardware.",
-)
-_state = {"debug": False}
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from qdistill import __version__
-
-        console.print(f"qdistill {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version."
-        ),
-    ] = False,
-) -> None:
-    _state["debug"] = debug
-
-
-def _key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
-    """Parse ``key=value`` options; values are read as YAML scalars/lists."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} {pair!r} must look like key=value")
-        try:
-            options[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            options[key] = value
-    return options
+from qdistill.cli.app import app, key_values
+from qdistill.console import console
+from qdistill.errors import ConfigError
 
 
 def _train_config(**values: Any):
@@ -67,58 +24,6 @@ def _train_config(**values: Any):
         first = err.errors()[0]
         location = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"training option {location}: {first['msg']}") from None
-
-
-def _run_and_report(
-    experiment_path: Path, out: Path | None, force: bool, overrides: list[str] | None = None
-) -> None:
-    from qdistill.experiment import load_experiment, run_experiment
-    from qdistill.report import results_table, write_report
-
-    config = load_experiment(experiment_path, overrides or ())
-    out_dir = out or Path("runs") / config.name
-    outcome = run_experiment(config, out_dir, force=force)
-    report = write_report(
-        out_dir,
-        outcome.records,
-        config.name,
-        outcome.exports,
-        outcome.benchmarks,
-        config.description,
-    )
-    console.print(results_table(outcome.records))
-    console.print(
-        f"{outcome.executed} run(s) executed, {outcome.skipped} reused from earlier. "
-        f"Results: {out_dir / 'results.jsonl'}"
-    )
-    console.print(f"[bold green]Report:[/] {report}")
-
-
-OutOption = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Output directory (default runs/<name>).")
-]
-
-
-@app.command()
-def run(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    out: OutOption = None,
-    force: Annotated[bool, typer.Option(help="Re-run runs already in results.jsonl.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a YAML value: key.subkey=value (repeatable)."),
-    ] = None,
-) -> None:
-    """Run every run of an experiment YAML file and write its report."""
-    _run_and_report(experiment, out, force, set_)
-
-
-@app.command()
-def demo(out: OutOption = None) -> None:
-    """Run the shipped demo: float teacher, PTQ and QAT students on the bundled digits."""
-    from qdistill.experiment.shipped import shipped_config
-
-    _run_and_report(shipped_config("demo-digits"), out or Path("runs/demo"), False)
 
 
 @app.command()
@@ -139,8 +44,8 @@ def train(
     from qdistill.data import build_dataset
     from qdistill.experiment.commands import train_float
 
-    data_options = _key_values(data_option, "--data-option")
-    model_options = _key_values(model_option, "--model-option")
+    data_options = key_values(data_option, "--data-option")
+    model_options = key_values(model_option, "--model-option")
     config = _train_config(
         epochs=epochs, batch_size=batch_size, name=optimizer, lr=lr, weight_decay=weight_decay
     )
@@ -208,26 +113,11 @@ def evaluate(
     """Evaluate a checkpoint: accuracy on every split, size, integer-model agreement."""
     from qdistill.experiment.commands import evaluate_checkpoint
 
-    result = evaluate_checkpoint(checkpoint, data, _key_values(data_option, "--data-option"))
+    result = evaluate_checkpoint(checkpoint, data, key_values(data_option, "--data-option"))
     for key, value in result.items():
         console.print(
             f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}"
         )
-
-
-@app.command()
-def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, onnx-qdq or qonnx.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
-    samples: Annotated[int, typer.Option(help="Test inputs the export is verified on.")] = 64,
-) -> None:
-    """Export a checkpoint and verify the written file against PyTorch."""
-    from qdistill.experiment.commands import export_checkpoint
-
-    report = export_checkpoint(checkpoint, fmt, out, samples)
-    console.print(f"[bold green]Verified:[/] {report.summary()}")
-    console.print(f"Report: {out}.report.json")
 
 
 @app.command()
@@ -298,49 +188,6 @@ def sensitivity(
         console.print(f"Allocated plan ({result.budget_bytes} bytes budget): {plan}")
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{what} {text!r} must be comma-separated integers, e.g. 1,8,64"
-        ) from None
-
-
-@app.command()
-def benchmark(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the report.")] = Path(
-        "runs/benchmark"
-    ),
-    backends: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated: torch, torch_compile, ort_float, ort_int8, cuda."),
-    ] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = (
-        "1,2,4,8,16,32,64,128,256"
-    ),
-    repeats: Annotated[int, typer.Option(help="Timed runs per batch size.")] = 20,
-    time_limit: Annotated[float, typer.Option(help="Seconds per batch size before stopping.")] = (
-        10.0
-    ),
-) -> None:
-    """Latency, throughput versus batch size and energy estimates on each backend."""
-    from qdistill.experiment.commands import benchmark_checkpoint
-    from qdistill.report.benchmark import benchmark_table, write_benchmark_report
-
-    chosen = tuple(b.strip() for b in backends.split(",")) if backends else None
-    measurement = benchmark_checkpoint(
-        checkpoint, chosen, _int_list(batch_sizes, "--batch-sizes"), repeats, time_limit
-    )
-    measurement.save(out)
-    path = write_benchmark_report(measurement, out, checkpoint.name)
-    console.print(benchmark_table(measurement.benchmark))
-    for note in measurement.benchmark.notes:
-        console.print(note)
-    console.print(f"[bold green]Report:[/] {path}")
-
-
 @app.command()
 def models() -> None:
     """List the registered models."""
@@ -359,21 +206,3 @@ def datasets() -> None:
     for name in DATASETS.names():
         doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
         console.print(f"{name:<16} {doc[0] if doc else ''}")
-
-
-def main() -> None:
-    """Console entry point: user errors print one line and exit with status 2."""
-    try:
-        app()
-    except QdistillError as err:
-        if _state["debug"]:
-            raise
-        error_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("interrupted; finished runs are kept in results.jsonl")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

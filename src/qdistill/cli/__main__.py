@@ -1,0 +1,5 @@
+"""``python -m qdistill.cli``."""
+
+from qdistill.cli import main
+
+main()
