@@ -27,6 +27,7 @@ def _run_and_report(
         outcome.exports,
         outcome.benchmarks,
         config.description,
+        outcome.hardware,
     )
     console.print(results_table(outcome.records))
     console.print(

@@ -16,6 +16,7 @@ from qdistill.console import console
 from qdistill.data import build_dataset
 from qdistill.experiment.context import RunContext, resolve_device
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord, benchmark_runs, export_runs
+from qdistill.experiment.hardware import HardwareRecord, estimate_runs
 from qdistill.experiment.planner import SPEC_VERSION, TEACHER, Run, plan_runs
 from qdistill.experiment.recipe import recipe_title
 from qdistill.experiment.record import RunRecord, StageRecord
@@ -133,6 +134,7 @@ class ExperimentOutcome:
     out_dir: Path
     exports: list[ExportRecord] = field(default_factory=list)
     benchmarks: list[BenchmarkRecord] = field(default_factory=list)
+    hardware: list[HardwareRecord] = field(default_factory=list)
 
 
 def _prepare(config: ExperimentConfig, out_dir: Path) -> RunContext:
@@ -198,4 +200,7 @@ def run_experiment(
     if config.benchmark is not None:
         console.print("[bold]benchmarks[/]")
         outcome.benchmarks = benchmark_runs(config.benchmark, records, ctx.task, out_dir)
+    if config.hardware is not None:
+        console.print("[bold]hardware estimates[/]")
+        outcome.hardware = estimate_runs(config.hardware, records, ctx.task, out_dir)
     return outcome

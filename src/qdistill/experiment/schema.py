@@ -80,6 +80,56 @@ class BenchmarkConfig(StrictConfig):
     time_limit_s: float = Field(10.0, gt=0)
 
 
+class HardwareTargetConfig(StrictConfig):
+    """One folding to estimate: a throughput, the fastest design that fits a board, or
+    PE = SIMD = n in every MVAU; none of them means PE = SIMD = 1."""
+
+    fps: float | None = Field(None, gt=0)
+    fit: str | None = None
+    uniform: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> HardwareTargetConfig:
+        if sum(v is not None for v in (self.fps, self.fit, self.uniform)) > 1:
+            raise ValueError("a hardware target sets one of fps, fit or uniform")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.fps is not None:
+            return f"{self.fps:g} FPS"
+        if self.fit is not None:
+            return f"fastest on {self.fit}"
+        return f"PE=SIMD={self.uniform}" if self.uniform is not None else "PE=SIMD=1"
+
+
+class HardwareConfig(StrictConfig):
+    """FPGA dataflow estimates of selected runs (by run or student name; empty = every
+    quantized run) at each target, with board fit and economics. ``input_shape``
+    estimates at another input size than the data's (e.g. a full image for
+    super-resolution models trained on patches)."""
+
+    runs: list[str] = Field(default_factory=list)
+    targets: list[HardwareTargetConfig] = Field(
+        default_factory=lambda: [HardwareTargetConfig()], min_length=1
+    )
+    clock_mhz: float = Field(100.0, gt=0)
+    boards: list[str] = Field(default_factory=list)
+    catalogue: str | None = None
+    utilisation: float = Field(1.0, gt=0, le=1)
+    input_shape: list[int] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _known_boards(self) -> HardwareConfig:
+        from qdistill.hardware.boards import load_catalogue
+
+        with located_errors():
+            catalogue = load_catalogue(self.catalogue)
+            for name in [*self.boards, *(t.fit for t in self.targets if t.fit)]:
+                catalogue.board(name)
+        return self
+
+
 class EvaluationConfig(StrictConfig):
     """Extra evaluation settings: LPIPS backbone weights (a local torchvision AlexNet state
     dict; or $QDISTILL_LPIPS_WEIGHTS) and per-epoch sample images of super-resolution runs."""
@@ -100,6 +150,7 @@ class ExperimentConfig(StrictConfig):
     evaluation: EvaluationConfig = EvaluationConfig()
     export: ExportConfig | None = None
     benchmark: BenchmarkConfig | None = None
+    hardware: HardwareConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:

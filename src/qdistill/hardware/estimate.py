@@ -18,19 +18,22 @@ from qdistill.hardware.folding import (
     fold_to_fit,
     total_resources,
     unfolded,
+    uniform_folding,
 )
 from qdistill.hardware.units import MVAU_WWIDTH_MAX, Fold, Resources, Unit
 
 
 @dataclass(frozen=True)
 class DataflowTarget:
-    """What to fold for: a throughput (``fps``), or the fastest design that fits
-    ``fit_within`` (resources, e.g. a board's times a utilisation cap); neither means
-    PE = SIMD = 1. ``folding`` overrides units or layers by name ({PE: n, SIMD: m})."""
+    """What to fold for: a throughput (``fps``); or the fastest design that fits
+    ``fit_within`` (resources, e.g. a board's times a utilisation cap); or ``uniform``
+    parallelism (every MVAU at PE = SIMD = n, or the largest divisor below); none of
+    them means PE = SIMD = 1. ``folding`` overrides units or layers by name."""
 
     clock_mhz: float = 100.0
     fps: float | None = None
     fit_within: Resources | None = None
+    uniform: int | None = None
     folding: dict[str, dict] = field(default_factory=dict)
     mvau_wwidth_max: int = MVAU_WWIDTH_MAX
 
@@ -39,6 +42,11 @@ class DataflowTarget:
             raise ConfigError(f"clock must be positive MHz, got {self.clock_mhz}")
         if self.fps is not None and not self.fps > 0:
             raise ConfigError(f"target fps must be positive, got {self.fps}")
+        if self.uniform is not None and self.uniform < 1:
+            raise ConfigError(f"uniform parallelism must be at least 1, got {self.uniform}")
+        chosen = [self.fps is not None, self.fit_within is not None, self.uniform is not None]
+        if sum(chosen) > 1:
+            raise ConfigError("choose one of a target fps, a board to fit or uniform folding")
 
     @property
     def clock_hz(self) -> float:
@@ -146,6 +154,8 @@ def _choose_folding(units: list[Unit], target: DataflowTarget) -> Folding:
     if target.fit_within is not None:
         budget = target.fit_within
         return fold_to_fit(units, lambda r: fits(r, budget), target.mvau_wwidth_max)
+    if target.uniform is not None:
+        return uniform_folding(units, target.uniform, target.mvau_wwidth_max)
     return unfolded(units)
 
 

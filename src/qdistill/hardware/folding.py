@@ -56,6 +56,25 @@ def fastest_folding(units: list[Unit], mvau_wwidth_max: int = MVAU_WWIDTH_MAX) -
     return _fold_all(units, 1, mvau_wwidth_max)
 
 
+def uniform_folding(
+    units: list[Unit], parallelism: int, mvau_wwidth_max: int = MVAU_WWIDTH_MAX
+) -> Folding:
+    """Every MVAU at PE = SIMD = ``parallelism`` (the largest divisor of MH / MW not above
+    it), the other units folded by FINN's rule to keep up with the slowest MVAU."""
+    mvaus = [u for u in units if isinstance(u, MatrixVector)]
+    folding = {
+        u.name: Fold(_largest_divisor(u.mh, parallelism), _largest_divisor(u.mw, parallelism))
+        for u in mvaus
+    }
+    slowest = max(u.cycles(folding[u.name]) for u in mvaus)
+    others = [u for u in units if not isinstance(u, MatrixVector)]
+    return {**_fold_all(others, slowest, mvau_wwidth_max), **folding}
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in divisors(n) if d <= at_most)
+
+
 def _fold_all(units: list[Unit], target: int, wwidth_max: int) -> Folding:
     folding = {u.name: _fold_unit(u, target, wwidth_max) for u in units}
     windows = {u.name: u for u in units if isinstance(u, SlidingWindow) and u.depthwise}

@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord
+from qdistill.experiment.hardware import HardwareRecord
 from qdistill.experiment.record import RunRecord
 from qdistill.report.benchmark import write_benchmark_report
 from qdistill.report.comparison_sections import grid_sections, paired_section, pivot_section
 from qdistill.report.deployment import benchmark_section, export_section
+from qdistill.report.hardware_section import hardware_section
 from qdistill.report.plots import plot_picture_grid, plot_quality_vs_bits
 from qdistill.report.results import results_rows, task_of
 from qdistill.report.sensitivity import sensitivity_sections
@@ -122,6 +124,7 @@ def write_report(
     exports: list[ExportRecord] | None = None,
     benchmarks: list[BenchmarkRecord] | None = None,
     description: str | None = None,
+    hardware: list[HardwareRecord] | None = None,
 ) -> Path:
     """Write ``report.md`` (with its plots, and each benchmark's own report) into
     ``out_dir``; return its path. ``description`` (the experiment file's, as it is now)
@@ -146,6 +149,7 @@ def write_report(
     for benchmark in benchmarks or []:
         write_benchmark_report(benchmark.measurement, out_dir / benchmark.folder, benchmark.run)
     lines += benchmark_section(benchmarks or [])
+    lines += hardware_section(records, hardware or [], task.headline, out_dir)
     lines += _runs_section(records, task)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -140,3 +140,66 @@ def plot_picture_grid(panels: list[Panel], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both cost (x, lower is better) and quality
+    (y, higher is better), sorted by cost."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def plot_quality_vs_cost(
+    points: dict[str, tuple[float, float]], path: Path, x_label: str, metric: Metric
+) -> Path:
+    """Quality (y) versus a cost (x; log scale when it spans 10x) per run, the Pareto
+    front marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs, ys = zip(*points.values(), strict=True)
+    ax.scatter(xs, ys, color="tab:blue", zorder=3)
+    for name, (x, y) in points.items():
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(list(points.values()))
+    ax.step(*zip(*front, strict=True), where="post", color="tab:red", label="Pareto front")
+    if max(xs) > 10 * min(xs) > 0:
+        ax.set_xscale("log")
+        x_label += ", log scale"
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(metric.label)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_bits_heatmap(
+    values: dict[tuple[int, int], float], path: Path, title: str, digits: int = 0
+) -> Path:
+    """A value over weight bits (rows) x activation bits (columns)."""
+    import numpy as np
+
+    w_bits = sorted({w for w, _ in values})
+    a_bits = sorted({a for _, a in values})
+    grid = np.array([[values.get((w, a), np.nan) for a in a_bits] for w in w_bits], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(a_bits), 1.2 + 0.55 * len(w_bits)))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    ax.set_xticks(range(len(a_bits)), [str(a) for a in a_bits])
+    ax.set_yticks(range(len(w_bits)), [str(w) for w in w_bits])
+    ax.set_xlabel("activation bits")
+    ax.set_ylabel("weight bits")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if np.isfinite(value):
+                text = f"{value:,.{digits}f}" if value < 1e5 else f"{value / 1e3:,.0f}k"
+                ax.text(j, i, text, ha="center", va="center", color="white", fontsize=7)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
