@@ -118,3 +118,15 @@ def test_plan_round_trips_through_config():
         QuantPlan.from_config({"*": "w2a2", **labels}).short == "w2a2+body.-=w8a8+features.0=float"
     )
     assert QuantPlan.from_config({"body": "w8a8"}).short == "mixed"
+
+
+def test_symmetric_activation_override_takes_its_sign_from_the_data():
+    # the asymmetric default is unsigned; asking for symmetric must not keep that range,
+    # or a standardised (signed) input loses its negative half
+    spec = parse_layer_spec({"bits": "w4a4", "act": {"symmetric": True}})
+    assert spec.act.symmetric and spec.act.signed is None
+    assert (
+        parse_layer_spec({"bits": "w4a4", "act": {"symmetric": True, "signed": False}}).act.signed
+        is False
+    )
+    assert parse_layer_spec({"bits": "w4a4", "act": {"range": "minmax"}}).act.signed is False

@@ -185,6 +185,10 @@ def _quantizer_from(
         if "bits" not in value:
             raise ConfigError(f"{where}: 'bits' is required")
         base = make_default(check_bits(value["bits"], f"{where} bit width"))
+    if where == "act" and value.get("symmetric") and "signed" not in value:
+        # symmetric activations take their sign from the data (the asymmetric default's
+        # unsigned range would clip a signed input's negative half)
+        value = {**value, "signed": None}
     return replace(base, **value)
 
 
