@@ -54,12 +54,35 @@ def test_hardware_block_estimates_every_quantized_run(tmp_path, tiny_config):
     ("block", "message"),
     [
         ({"boards": ["pynq-z3"]}, "unknown board 'pynq-z3'"),
-        ({"targets": [{"fps": 100, "fit": "pynq-z2"}]}, "sets one of fps, fit or uniform"),
+        (
+            {"targets": [{"fps": 100, "fit": "pynq-z2"}]},
+            "sets one of fps, match_cpu, fit or uniform",
+        ),
         ({"targets": [{"fps": 0}]}, "greater than 0"),
         ({"utilisation": 1.5}, "less than or equal to 1"),
+        ({"processors": {"nvidia-rtx-3060": 0}}, "throughput must be positive"),
+        ({"processors": {"tpu": 10}}, "unknown processor 'tpu'"),
     ],
 )
 def test_bad_hardware_blocks_fail_at_load(tiny_config, block, message):
     tiny_config["hardware"] = block
     with pytest.raises(ConfigError, match=message):
         parse_experiment(tiny_config)
+
+
+def test_match_cpu_folds_to_the_measured_cpu_throughput(tmp_path, tiny_config):
+    tiny_config["students"] = [{"name": "ptq", "method": "ptq", "bits": "w4a4"}]
+    tiny_config["hardware"] = {
+        "targets": [{"match_cpu": True}],
+        "processors": {"nvidia-rtx-3060": 1000},
+        "boards": ["pynq-z2"],
+    }
+    outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
+    (row,) = outcome.hardware
+    processors = {p.name: p for p in row.report.processors}
+    assert set(processors) == {"cpu", "nvidia-rtx-3060"}
+    assert processors["cpu"].source.startswith("measured here")
+    assert row.target == "CPU throughput"
+    assert row.report.estimate.target_fps == processors["cpu"].fps
+    gpu = processors["nvidia-rtx-3060"]
+    assert gpu.units_to_match == -(-row.report.estimate.fps // 1000)

@@ -16,7 +16,7 @@ from qdistill.errors import ConfigError
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, onnx-qdq or qonnx.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, onnx-qdq, qonnx or finn.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     samples: Annotated[int, typer.Option(help="Test inputs the export is verified on.")] = 64,
 ) -> None:
@@ -73,6 +73,10 @@ def hardware(
         typer.Option(help="Without --fps: the fastest design that fits this catalogue board."),
     ] = None,
     clock_mhz: Annotated[float, typer.Option(help="Accelerator clock.")] = 100.0,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(help="Estimate for inputs of this C,H,W (default: the checkpoint's)."),
+    ] = None,
     folding: Annotated[
         Path | None, typer.Option(help="YAML/JSON {unit_or_layer: {PE: n, SIMD: m}} overrides.")
     ] = None,
@@ -89,6 +93,12 @@ def hardware(
         list[str] | None,
         typer.Option(help="NAME=FPS: a catalogue processor's throughput (repeatable)."),
     ] = None,
+    mvau_wwidth_max: Annotated[
+        int, typer.Option(help="FINN's cap on SIMD x weight bits per PE when folding.")
+    ] = 36,
+    hls4ml_reuse: Annotated[
+        int | None, typer.Option(help="Also show an hls4ml-style view at this reuse factor.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """FPGA dataflow estimate (cycles, PE/SIMD, LUT/FF/BRAM/DSP per unit) and economics."""
@@ -98,7 +108,10 @@ def hardware(
     from qdistill.report.hardware import cost_tables, price_notes, summary_line
 
     target = DataflowTarget(
-        clock_mhz=clock_mhz, fps=fps, folding=read_folding(folding) if folding else {}
+        clock_mhz=clock_mhz,
+        fps=fps,
+        folding=read_folding(folding) if folding else {},
+        mvau_wwidth_max=mvau_wwidth_max,
     )
     given = key_values(processor, "--processor")
     if not all(isinstance(v, (int, float)) and v > 0 for v in given.values()):
@@ -106,11 +119,13 @@ def hardware(
     report = hardware_checkpoint(
         checkpoint,
         target,
+        input_shape=int_list(input_shape, "--input-shape") if input_shape else None,
         board=board,
         utilisation=utilisation,
         catalogue_path=catalogue,
         measure_cpu=measure_cpu,
         processor_fps=given,
+        hls4ml_reuse=hls4ml_reuse,
     )
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))

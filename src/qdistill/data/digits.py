@@ -9,8 +9,16 @@ from qdistill.data.registry import DATASETS
 
 
 @DATASETS.register("digits")
-def digits(split_seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.2):
-    """Digits as (1, 8, 8) images, standardised; a fixed stratified train/val/test split."""
+def digits(
+    split_seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    standardize_pixels: bool = True,
+):
+    """Digits as (1, 8, 8) images, standardised; a fixed stratified train/val/test split.
+
+    ``standardize_pixels: false`` keeps the pixels in [0, 1] (non-negative inputs
+    quantize with zero point 0, as FINN needs)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -19,7 +27,8 @@ def digits(split_seed: int = 0, val_fraction: float = 0.15, test_fraction: float
     train_idx, val_idx, test_idx = stratified_split(
         labels, (val_fraction, test_fraction), split_seed
     )
-    (train, val, test), norm = standardize(images[train_idx], images[val_idx], images[test_idx])
+    splits = images[train_idx], images[val_idx], images[test_idx]
+    (train, val, test), norm = standardize(*splits) if standardize_pixels else (splits, {})
     return ClassificationData(
         name="digits",
         train=to_split(train[:, None], labels[train_idx]),

@@ -24,11 +24,13 @@ from qdistill.experiment.stages.mixed_precision import (
 from qdistill.experiment.stages.quantize import quantize_calibrated
 from qdistill.experiment.stages.training import train_with_validation
 from qdistill.export import ExportReport, export_model
-from qdistill.hardware.benchmark import benchmark_model
+from qdistill.hardware.benchmark import cpu_throughput
 from qdistill.hardware.boards import load_catalogue
+from qdistill.hardware.dataflow import dataflow_units
 from qdistill.hardware.deployment import DeploymentMeasurement, measure_deployment
 from qdistill.hardware.economics import CostReport, board_budget, cost_report
-from qdistill.hardware.estimate import DataflowTarget, check_reachable, estimate_dataflow
+from qdistill.hardware.estimate import DataflowTarget, check_reachable, estimate_units
+from qdistill.hardware.hls4ml_view import hls4ml_view
 from qdistill.models import build_model, load_model, save_model
 from qdistill.quant import QuantPlan, is_quantized, model_size
 from qdistill.quant.sensitivity import SensitivityProbe
@@ -214,11 +216,13 @@ def hardware_checkpoint(
     checkpoint: Path,
     target: DataflowTarget,
     *,
+    input_shape: tuple[int, ...] | None = None,
     board: str | None = None,
     utilisation: float = 1.0,
     catalogue_path: Path | None = None,
     measure_cpu: bool = False,
     processor_fps: dict[str, float] | None = None,
+    hls4ml_reuse: int | None = None,
 ) -> CostReport:
     """The dataflow estimate of a quantized checkpoint and its economics: folded to
     ``target.fps`` when given, else to the fastest design that fits ``board``; CPU
@@ -235,31 +239,25 @@ def hardware_checkpoint(
             f"{checkpoint} holds a float model; the dataflow estimate needs a quantized one "
             "(qdistill quantize ... first)"
         )
-    input_shape = tuple(metadata["input_shape"])
+    input_shape = input_shape or tuple(metadata["input_shape"])
+    if len(input_shape) != len(metadata["input_shape"]) or min(input_shape) < 1:
+        raise ConfigError(
+            f"--input-shape {list(input_shape)} does not fit {checkpoint}, whose inputs are "
+            f"{list(metadata['input_shape'])}"
+        )
     if target.fps is None and chosen is not None:
         target = dataclasses.replace(target, fit_within=board_budget(chosen, utilisation))
-    estimate = estimate_dataflow(model, input_shape, target)
+    units = dataflow_units(model, input_shape)
+    estimate = estimate_units(units, target)
     check_reachable(estimate)
     measured = {name: (fps, "given") for name, fps in (processor_fps or {}).items()}
     if measure_cpu:
-        data, _ = _checkpoint_data(metadata, None, {})
-        measured["cpu"] = _cpu_throughput(model, input_shape, data.sample_inputs(64))
-    return cost_report(estimate, catalogue, measured)
-
-
-def _cpu_throughput(model, input_shape: tuple[int, ...], samples: torch.Tensor):
-    """(best throughput, how) of the model on this machine's CPU, quick settings."""
-    result = benchmark_model(
-        model,
-        input_shape,
-        samples,
-        backends=("torch", "ort_int8"),
-        batch_sizes=(1, 8, 64),
-        repeats=5,
-        time_limit_s=2.0,
-    )
-    best = max((b for b in result.backends if b.best is not None), key=lambda b: b.best.throughput)
-    return best.best.throughput, f"measured here: {best.backend}, batch {best.best.batch}"
+        samples = torch.rand(8, *input_shape, generator=torch.Generator().manual_seed(0))
+        measured["cpu"] = cpu_throughput(model, input_shape, samples)
+    report = cost_report(estimate, catalogue, measured)
+    if hls4ml_reuse is not None:
+        report.hls4ml = hls4ml_view(units, hls4ml_reuse)
+    return report
 
 
 def sensitivity_checkpoint(

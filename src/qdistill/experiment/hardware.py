@@ -13,11 +13,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from qdistill.console import console
 from qdistill.errors import QdistillError
 from qdistill.experiment.deploy import select_runs
 from qdistill.experiment.record import RunRecord, json_safe
 from qdistill.experiment.schema import HardwareConfig, HardwareTargetConfig
+from qdistill.hardware.benchmark import cpu_throughput
 from qdistill.hardware.boards import Catalogue, load_catalogue
 from qdistill.hardware.economics import CostReport, board_budget, cost_report
 from qdistill.hardware.estimate import DataflowTarget, estimate_dataflow
@@ -48,12 +51,32 @@ class HardwareRecord:
 
 
 def _dataflow_target(
-    target: HardwareTargetConfig, config: HardwareConfig, catalogue: Catalogue
+    target: HardwareTargetConfig,
+    config: HardwareConfig,
+    catalogue: Catalogue,
+    cpu_fps: float | None,
 ) -> DataflowTarget:
     fit = board_budget(catalogue.board(target.fit), config.utilisation) if target.fit else None
+    fps = cpu_fps if target.match_cpu else target.fps
     return DataflowTarget(
-        clock_mhz=config.clock_mhz, fps=target.fps, fit_within=fit, uniform=target.uniform
+        clock_mhz=config.clock_mhz,
+        fps=fps,
+        fit_within=fit,
+        uniform=target.uniform,
+        mvau_wwidth_max=config.mvau_wwidth_max,
     )
+
+
+def _processors(
+    config: HardwareConfig, model, input_shape: tuple[int, ...], name: str
+) -> dict[str, tuple[float, str]]:
+    """The processors to compare with: given throughputs, and this CPU measured."""
+    measured = {n: (fps, "given in the experiment") for n, fps in config.processors.items()}
+    if config.measures_cpu:
+        console.print(f"  hardware {name}: timing it on this CPU ...")
+        samples = torch.rand(8, *input_shape, generator=torch.Generator().manual_seed(0))
+        measured["cpu"] = cpu_throughput(model, input_shape, samples)
+    return measured
 
 
 def _shown_boards(catalogue: Catalogue, names: list[str]) -> Catalogue:
@@ -68,20 +91,26 @@ def estimate_runs(
     catalogue = load_catalogue(config.catalogue)
     shown = _shown_boards(catalogue, config.boards)
     input_shape = tuple(config.input_shape or task.data.input_shape)
-    rows = []
-    for record in select_runs(records, config.runs, quantized_only=True):
-        model, _ = load_model(out_dir / record.checkpoint)
-        for target in config.targets:
-            row = {"run": record.name, "run_id": record.run_id, "target": target.label}
+    rows, models, processors = [], {}, {}
+    for target in config.targets:
+        for record in select_runs(records, target.runs or config.runs, quantized_only=True):
+            if record.name not in models:
+                models[record.name] = model = load_model(out_dir / record.checkpoint)[0]
+                processors[record.name] = _processors(config, model, input_shape, record.name)
+            row = HardwareRecord(record.name, record.run_id, target.label, None)
+            cpu = processors[record.name].get("cpu", (None,))[0]
             try:
                 estimate = estimate_dataflow(
-                    model, input_shape, _dataflow_target(target, config, catalogue)
+                    models[record.name],
+                    input_shape,
+                    _dataflow_target(target, config, catalogue, cpu),
                 )
             except QdistillError as err:
                 console.print(f"  hardware {record.name}: [yellow]no estimate[/]: {err}")
-                rows.append(HardwareRecord(**row, report=None, error=str(err)))
+                rows.append(dataclasses.replace(row, error=str(err)))
                 continue
-            rows.append(HardwareRecord(**row, report=cost_report(estimate, shown)))
-        console.print(f"  hardware {record.name}: {len(config.targets)} target(s) estimated")
+            report = cost_report(estimate, shown, processors[record.name])
+            rows.append(dataclasses.replace(row, report=report))
+        console.print(f"  hardware: {target.label} estimated")
     (out_dir / "hardware.json").write_text(json.dumps([r.to_dict() for r in rows], indent=1))
     return rows

@@ -81,21 +81,28 @@ class BenchmarkConfig(StrictConfig):
 
 
 class HardwareTargetConfig(StrictConfig):
-    """One folding to estimate: a throughput, the fastest design that fits a board, or
-    PE = SIMD = n in every MVAU; none of them means PE = SIMD = 1."""
+    """One folding to estimate: a throughput (``fps``, or ``match_cpu``: the throughput
+    this machine's CPU reaches with the run), the fastest design that fits a board, or
+    PE = SIMD = n in every MVAU; none of them means PE = SIMD = 1. ``runs`` narrows the
+    block's runs for this target."""
 
+    runs: list[str] = Field(default_factory=list)
     fps: float | None = Field(None, gt=0)
+    match_cpu: bool = False
     fit: str | None = None
     uniform: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one(self) -> HardwareTargetConfig:
-        if sum(v is not None for v in (self.fps, self.fit, self.uniform)) > 1:
-            raise ValueError("a hardware target sets one of fps, fit or uniform")
+        chosen = (self.fps, self.match_cpu or None, self.fit, self.uniform)
+        if sum(v is not None for v in chosen) > 1:
+            raise ValueError("a hardware target sets one of fps, match_cpu, fit or uniform")
         return self
 
     @property
     def label(self) -> str:
+        if self.match_cpu:
+            return "CPU throughput"
         if self.fps is not None:
             return f"{self.fps:g} FPS"
         if self.fit is not None:
@@ -107,7 +114,9 @@ class HardwareConfig(StrictConfig):
     """FPGA dataflow estimates of selected runs (by run or student name; empty = every
     quantized run) at each target, with board fit and economics. ``input_shape``
     estimates at another input size than the data's (e.g. a full image for
-    super-resolution models trained on patches)."""
+    super-resolution models trained on patches). ``measure_cpu`` times each run on this
+    machine's CPU for the comparison (implied by a ``match_cpu`` target);
+    ``processors`` gives other catalogue processors' throughputs (images/s)."""
 
     runs: list[str] = Field(default_factory=list)
     targets: list[HardwareTargetConfig] = Field(
@@ -118,16 +127,27 @@ class HardwareConfig(StrictConfig):
     catalogue: str | None = None
     utilisation: float = Field(1.0, gt=0, le=1)
     input_shape: list[int] | None = Field(None, min_length=1)
+    measure_cpu: bool = False
+    processors: dict[str, float] = Field(default_factory=dict)
+    mvau_wwidth_max: int = Field(36, ge=1)  # FINN's cap on SIMD x weight bits when folding
 
     @model_validator(mode="after")
-    def _known_boards(self) -> HardwareConfig:
+    def _known_names(self) -> HardwareConfig:
         from qdistill.hardware.boards import load_catalogue
 
         with located_errors():
             catalogue = load_catalogue(self.catalogue)
             for name in [*self.boards, *(t.fit for t in self.targets if t.fit)]:
                 catalogue.board(name)
+            for name, fps in self.processors.items():
+                catalogue.processor(name)
+                if not fps > 0:
+                    raise ValueError(f"processor {name}: throughput must be positive, got {fps}")
         return self
+
+    @property
+    def measures_cpu(self) -> bool:
+        return self.measure_cpu or any(t.match_cpu for t in self.targets)
 
 
 class EvaluationConfig(StrictConfig):

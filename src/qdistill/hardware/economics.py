@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from qdistill.hardware.boards import RESOURCE_FIELDS, Board, Catalogue, Processor
 from qdistill.hardware.estimate import DataflowEstimate
+from qdistill.hardware.hls4ml_view import Hls4mlLayer
 from qdistill.hardware.units import Resources, astuple
 
 
@@ -112,6 +113,7 @@ class CostReport:
     boards: list[BoardFit]
     processors: list[ProcessorCost]
     catalogue: str
+    hls4ml: list[Hls4mlLayer] = field(default_factory=list)  # the hls4ml view, if asked for
 
     @property
     def cheapest(self) -> BoardFit | None:
@@ -126,6 +128,7 @@ class CostReport:
             "cheapest_board": cheapest.board if cheapest else None,
             "boards": [b.to_dict() for b in self.boards],
             "processors": [p.to_dict() for p in self.processors],
+            "hls4ml": [layer.to_dict() for layer in self.hls4ml],
         }
 
 

@@ -20,7 +20,7 @@ from qdistill.hardware.folding import (
     unfolded,
     uniform_folding,
 )
-from qdistill.hardware.units import MVAU_WWIDTH_MAX, Fold, Resources, Unit
+from qdistill.hardware.units import MVAU_WWIDTH_MAX, Fold, MatrixVector, Resources, Unit
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class DataflowTarget:
             raise ConfigError(f"clock must be positive MHz, got {self.clock_mhz}")
         if self.fps is not None and not self.fps > 0:
             raise ConfigError(f"target fps must be positive, got {self.fps}")
+        if self.mvau_wwidth_max < 1:
+            raise ConfigError(f"mvau_wwidth_max must be at least 1, got {self.mvau_wwidth_max}")
         if self.uniform is not None and self.uniform < 1:
             raise ConfigError(f"uniform parallelism must be at least 1, got {self.uniform}")
         chosen = [self.fps is not None, self.fit_within is not None, self.uniform is not None]
@@ -88,6 +90,7 @@ class DataflowEstimate:
     latency_cycles: int  # the pipeline's fill: the longest path through all units
     max_fps: float  # with every unit at its maximal folding
     max_fps_bottleneck: str
+    max_fps_width_capped: bool = False  # that unit's SIMD is held back by mvau_wwidth_max
 
     @property
     def fps(self) -> float:
@@ -112,6 +115,7 @@ class DataflowEstimate:
             "bottleneck": self.bottleneck,
             "max_fps": self.max_fps,
             "max_fps_bottleneck": self.max_fps_bottleneck,
+            "max_fps_width_capped": self.max_fps_width_capped,
             "total": self.total.to_dict(),
             "units": [u.to_dict() for u in self.units],
         }
@@ -143,6 +147,8 @@ def estimate_units(units: list[Unit], target: DataflowTarget) -> DataflowEstimat
         latency_cycles=_longest_path(units, cycles),
         max_fps=target.clock_hz / limit.cycles(fastest[limit.name]),
         max_fps_bottleneck=limit.name,
+        max_fps_width_capped=isinstance(limit, MatrixVector)
+        and fastest[limit.name].simd < limit.mw,
     )
 
 
@@ -199,5 +205,10 @@ def check_reachable(estimate: DataflowEstimate) -> None:
     raise DataflowError(
         f"{estimate.target_fps:g} FPS is unreachable at {estimate.clock_mhz:g} MHz: the "
         f"fastest folding reaches {estimate.max_fps:,.0f} FPS, limited by "
-        f"{estimate.max_fps_bottleneck}; lower --fps, raise the clock or shrink that layer"
+        f"{estimate.max_fps_bottleneck}; lower --fps, raise the clock"
+        + (
+            ", raise --mvau-wwidth-max (FINN's cap on SIMD x weight bits holds its SIMD back)"
+            if estimate.max_fps_width_capped
+            else " or shrink that layer"
+        )
     )

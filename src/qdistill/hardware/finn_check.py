@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from qdistill.errors import QdistillError
 
 DEFAULT_PART = "xc7z020clg400-1"  # PYNQ-Z1/Z2; estimates do not depend on it for HLS units
@@ -47,6 +49,7 @@ class FinnEstimate:
     bram18: float
     max_cycles: int
     latency_cycles: int
+    outputs: np.ndarray | None = None  # FINN's execution of its hardware graph, if asked
 
     def to_dict(self) -> dict:
         return {
@@ -73,13 +76,18 @@ def finn_estimate(
     clock_mhz: float = 100.0,
     part: str = DEFAULT_PART,
     timeout_s: float = 600.0,
+    inputs: np.ndarray | None = None,
 ) -> FinnEstimate:
-    """FINN's estimate of the QONNX file at ``target_fps``; FinnError if FINN refuses it."""
+    """FINN's estimate of the QONNX file at ``target_fps``; FinnError if FINN refuses it.
+    With ``inputs`` (a batch), FINN also executes its converted hardware graph on them
+    (its Python execution of every HW node) and the outputs come back."""
     if not finn_installed():
         raise FinnError("finn-plus is not installed; run `make fpga` (the `fpga` extra)")
     with tempfile.TemporaryDirectory(prefix="qdistill-finn-") as work:
         command = [sys.executable, "-m", "qdistill.hardware.finn_check", str(qonnx_path),
                    str(target_fps), str(clock_mhz), part, work]  # fmt: skip
+        if inputs is not None:
+            np.save(Path(work) / "inputs.npy", inputs.astype(np.float32))
         env = {**os.environ, "FINN_BUILD_DIR": str(Path(work) / "build")}
         env.setdefault("XILINX_VIVADO", "/opt/Xilinx/Vivado/2024.2")  # a version, not a tool
         done = subprocess.run(
@@ -88,7 +96,13 @@ def finn_estimate(
         report = Path(work) / "out" / "report"
         if done.returncode != 0 or not (report / "estimate_layer_cycles.json").is_file():
             raise FinnError(f"FINN refused {qonnx_path}: {_finn_error(done.stdout + done.stderr)}")
-        return _read_reports(report)
+        estimate = _read_reports(report)
+        outputs = Path(work) / "outputs.npy"
+        if inputs is not None:
+            if not outputs.is_file():
+                raise FinnError(f"FINN could not execute its graph of {qonnx_path}")
+            estimate.outputs = np.load(outputs)
+        return estimate
 
 
 def _finn_error(output: str) -> str:
@@ -149,7 +163,26 @@ def _run_flow(qonnx_path: str, fps: float, clock_mhz: float, part: str, work: st
         specialize_layers_config_file=specialize,
         generate_outputs=[cfg.DataflowOutputType.ESTIMATE_REPORTS],
     )
-    return build.build_dataflow_cfg(qonnx_path, cfg.DataflowBuildConfig.construct_from(config))
+    status = build.build_dataflow_cfg(qonnx_path, cfg.DataflowBuildConfig.construct_from(config))
+    inputs = Path(work) / "inputs.npy"
+    if status == 0 and inputs.is_file():
+        _execute(Path(work) / "out" / "intermediate_models" / "step_convert_to_hw.onnx", work)
+    return status
+
+
+def _execute(graph: Path, work: str) -> None:
+    """FINN's Python execution of its hardware graph, one sample at a time (batch 1)."""
+    from finn.core.onnx_exec import execute_onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from qdistill.export import runtime_ir_for_qonnx
+
+    model = ModelWrapper(str(graph))
+    name, out = model.graph.input[0].name, model.graph.output[0].name
+    samples = np.load(Path(work) / "inputs.npy")
+    with runtime_ir_for_qonnx():
+        outputs = [execute_onnx(model, {name: sample[None]})[out] for sample in samples]
+    np.save(Path(work) / "outputs.npy", np.concatenate(outputs))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ def _fold_unit(unit: Unit, target: int, wwidth_max: int) -> Fold:
             simd = value
         pe = 1
         for value in divisors(unit.mh):
-            if value * simd * unit.weight_bits > AP_INT_MAX_WIDTH:
+            if value * simd * unit.weight_bits > _stream_limit(wwidth_max):
                 break
             pe = value
             if unit.cycles(Fold(pe, simd)) <= target:
@@ -162,7 +162,7 @@ def _next_step(unit: Unit, fold: Fold, wwidth_max: int) -> Fold | None:
         if simd_next and simd_next * unit.weight_bits <= wwidth_max:
             return Fold(fold.pe, simd_next)
         pe_next = _next_divisor(unit.mh, fold.pe)
-        if pe_next and pe_next * fold.simd * unit.weight_bits <= AP_INT_MAX_WIDTH:
+        if pe_next and pe_next * fold.simd * unit.weight_bits <= _stream_limit(wwidth_max):
             return Fold(pe_next, fold.simd)
         return None
     if not limits:
@@ -174,6 +174,13 @@ def _next_step(unit: Unit, fold: Fold, wwidth_max: int) -> Fold | None:
     if isinstance(unit, SlidingWindow) and not unit.depthwise and not fold.parallel_window:
         return Fold(simd=fold.simd, parallel_window=True)
     return None
+
+
+def _stream_limit(wwidth_max: int) -> int:
+    """The widest weight stream (PE x SIMD x bits) a unit may have: FINN's HLS limit, or
+    the SIMD cap when a user raised that beyond it (such designs need FINN's RTL MVAU
+    or embedded weights in practice)."""
+    return max(AP_INT_MAX_WIDTH, wwidth_max)
 
 
 def _next_divisor(n: int, current: int) -> int | None:

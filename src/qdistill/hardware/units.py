@@ -159,9 +159,15 @@ class MatrixVector(Unit):
         acc = self.lut_acc_bits()
         lut = int(MVAU_LUT_BASE + MVAU_LUT_PER_PE * pe * (mult + adder_tree + acc))
         depth, width = self.weight_memory(fold)
+        return Resources(lut=lut, ff=self.flip_flops(fold), bram18=bram18_for_memory(depth, width))
+
+    def flip_flops(self, fold: Fold) -> int:
+        """qdistill's register count (FINN has no FF model): the input vector held for
+        every output fold (MW x A), the weight word (PE x SIMD x W), one pipeline stage
+        of products (PE x SIMD x (W + A)), the accumulators and the output register."""
+        w, a, pe, simd = self.weight_bits, self.input_bits, fold.pe, fold.simd
         out_bits = self.output_bits or self.acc_bits
-        ff = simd * a + out_bits * pe + pe * (simd * (w + a) + 2 * acc + width // pe)
-        return Resources(lut=lut, ff=ff, bram18=bram18_for_memory(depth, width))
+        return self.mw * a + pe * simd * (2 * w + a) + pe * (self.lut_acc_bits() + out_bits)
 
     @property
     def thresholds(self) -> int:

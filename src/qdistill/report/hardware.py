@@ -6,7 +6,6 @@ from rich.table import Table
 
 from qdistill.hardware.economics import CostReport
 from qdistill.hardware.estimate import DataflowEstimate
-from qdistill.report.tables import markdown_table
 
 UNIT_HEADERS = ["Unit", "Kind", "PE", "SIMD", "Cycles", "LUT", "FF", "BRAM18", "URAM", "DSP"]
 BOARD_HEADERS = [
@@ -122,6 +121,26 @@ def rich_table(title: str, headers: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
+HLS4ML_HEADERS = [
+    "Layer",
+    "n_in",
+    "n_out",
+    "Reuse",
+    "Multipliers",
+    "DSP",
+    "LUT",
+    "BRAM18",
+    "Cycles",
+]
+HLS4ML_FIELDS = ("n_in", "n_out", "reuse_factor", "multipliers", "dsp", "lut", "bram18", "cycles")
+
+
+def hls4ml_rows(report: CostReport) -> list[list[str]]:
+    return [
+        [layer.layer, *(f"{getattr(layer, k):,}" for k in HLS4ML_FIELDS)] for layer in report.hls4ml
+    ]
+
+
 def cost_tables(report: CostReport) -> list[Table]:
     tables = [
         rich_table("Dataflow units", UNIT_HEADERS, unit_rows(report.estimate)),
@@ -135,17 +154,7 @@ def cost_tables(report: CostReport) -> list[Table]:
         tables.append(
             rich_table("Processors at equal throughput", PROCESSOR_HEADERS, processor_rows(report))
         )
+    if report.hls4ml:
+        title = "hls4ml view (io_stream, Resource strategy)"
+        tables.append(rich_table(title, HLS4ML_HEADERS, hls4ml_rows(report)))
     return tables
-
-
-def cost_markdown(report: CostReport) -> str:
-    """The estimate and its economics as markdown (units, boards, processors, prices)."""
-    parts = [
-        summary_line(report.estimate),
-        markdown_table(UNIT_HEADERS, unit_rows(report.estimate)),
-        markdown_table(BOARD_HEADERS, board_rows(report)),
-    ]
-    if report.processors:
-        parts.append(markdown_table(PROCESSOR_HEADERS, processor_rows(report)))
-    parts.append("Prices: " + "; ".join(price_notes(report)))
-    return "\n\n".join(parts) + "\n"

@@ -30,7 +30,7 @@ def _row(row: SummaryRow | None, record: HardwareRecord, metric: Metric) -> list
     return [
         *cells,
         *(f"{total[k]:,}" for k in ("lut", "ff", "bram18", "dsp")),
-        f"{estimate.fps:,.0f}",
+        f"{estimate.fps:,.0f}" + ("" if estimate.target_met else " (misses)"),
         f"{estimate.latency_ms:.3f}",
         cheapest.board if cheapest else "none fits",
         f"{report.currency} {cheapest.cost_per_kfps:,.2f}" if cheapest else "",
@@ -72,6 +72,64 @@ def _heatmaps(
     return lines
 
 
+def _processor_rows(records: list[HardwareRecord]) -> list[list[str]]:
+    """Each processor at the design's throughput beside the cheapest board that fits."""
+    rows = []
+    for record in records:
+        if record.report is None:
+            continue
+        report, cheapest = record.report, record.report.cheapest
+        for p in report.processors:
+            rows.append(
+                [
+                    record.run,
+                    p.name,
+                    f"{p.fps:,.1f}",
+                    f"{report.estimate.fps:,.1f}",
+                    str(p.units_to_match),
+                    f"{report.currency} {p.cost_to_match:,.0f}" if p.cost_to_match else "no price",
+                    f"{cheapest.board}, {report.currency} {cheapest.price:,.0f}"
+                    if cheapest
+                    else "",
+                    f"{p.energy_mj:.3g} / {cheapest.energy_mj:.3g}" if cheapest else "",
+                ]
+            )
+    return rows
+
+
+PROCESSOR_HEADERS = [
+    "Run", "Processor", "Its FPS", "FPGA FPS", "Units to match", "Cost to match",
+    "Cheapest board", "Energy mJ/img (processor / FPGA)",
+]  # fmt: skip
+
+
+def _side_by_side(hardware: list[HardwareRecord], targets: list[str]) -> list[str]:
+    """Runs estimated at several targets: FPS, LUTs and fit on the first shown board."""
+    cells: dict[str, dict[str, HardwareRecord]] = {}
+    for record in hardware:
+        if record.report is not None:
+            cells.setdefault(record.run, {})[record.target] = record
+    runs = [run for run, by_target in cells.items() if len(by_target) > 1]
+    if len(targets) < 2 or not runs:
+        return []
+    board = next(iter(cells[runs[0]].values())).report.boards[0].board
+
+    def cell(record: HardwareRecord | None) -> str:
+        if record is None:
+            return ""
+        estimate, fit = record.report.estimate, record.report.boards[0]
+        mark = "fits" if fit.fits else "too big"
+        return f"{estimate.fps:,.0f} FPS, {estimate.total.lut:,.0f} LUT ({mark})"
+
+    table = [[run, *(cell(cells[run].get(t)) for t in targets)] for run in runs]
+    return [
+        "",
+        f"### Targets side by side (fit on {board})",
+        "",
+        markdown_table(["Run", *targets], table),
+    ]
+
+
 def hardware_section(
     records: list[RunRecord], hardware: list[HardwareRecord], metric: Metric, out_dir: Path
 ) -> list[str]:
@@ -102,8 +160,23 @@ def hardware_section(
             plot_quality_vs_cost(points, out_dir / name, "LUTs (estimate)", metric)
             front = [run for run, p in points.items() if p in pareto_front(list(points.values()))]
             lines += ["", f"![quality vs LUTs]({name})", "", f"Pareto front: {', '.join(front)}"]
+        missed = [r for r in chosen if r.report and not r.report.estimate.target_met]
+        if missed:
+            lines += [
+                "",
+                "Targets missed (the fastest folding and the unit that limits it): "
+                + "; ".join(
+                    f"{r.run}: {r.report.estimate.max_fps:,.0f} FPS, "
+                    f"{r.report.estimate.max_fps_bottleneck}"
+                    for r in missed
+                ),
+            ]
+        processor_rows = _processor_rows(chosen)
+        if processor_rows:
+            lines += ["", markdown_table(PROCESSOR_HEADERS, processor_rows)]
         if index == 0:
             lines += _heatmaps(rows, chosen, metric, out_dir)
+    lines += _side_by_side(hardware, targets)
     if first is not None:
         lines += ["", f"Prices ({first.currency}): " + "; ".join(price_notes(first)) + "."]
     return lines
