@@ -311,6 +311,10 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
         (["hardware", str(qckpt), "--processor", "cpu=fast"], "--processor takes NAME=FPS"),
         (["hardware", str(qckpt), "--folding", str(folding)], "PE=4 must divide 30"),
         (["hardware", str(qckpt), "--clock-mhz", "0"], "clock must be positive"),
+        (["hardware", str(tmp_path / "model.onnx")], "is an ONNX file"),
+        (["hardware", str(qckpt), "--input-shape", "1,8"], "does not fit"),
+        (["hardware", str(qckpt), "--input-shape", "1,16,16"], "does not take inputs of shape"),
+        (["hardware", str(qckpt), "--input-shape", "1,100000,100000"], "estimate at a smaller"),
     ]
     for args, pattern in cases:
         code, _, err = run_cli(monkeypatch, capsys, *args)

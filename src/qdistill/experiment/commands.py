@@ -227,6 +227,11 @@ def hardware_checkpoint(
     """The dataflow estimate of a quantized checkpoint and its economics: folded to
     ``target.fps`` when given, else to the fastest design that fits ``board``; CPU
     throughput measured here with ``measure_cpu``, other processors' as given."""
+    if checkpoint.suffix == ".onnx":
+        raise ConfigError(
+            f"{checkpoint} is an ONNX file; qdistill hardware estimates a qdistill checkpoint "
+            "(the .safetensors the export was made from)"
+        )
     catalogue = load_catalogue(catalogue_path)
     if not 0 < utilisation <= 1:
         raise ConfigError(f"--utilisation must be in (0, 1], got {utilisation}")

@@ -21,7 +21,10 @@ An operation with no dataflow unit is an error that names it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import math
 import operator
 
 import torch
@@ -66,8 +69,18 @@ class _Tracer(fx.Tracer):
         return isinstance(module, QuantLayer) or super().is_leaf_module(module, qualified_name)
 
 
+# The shapes are learned by running the model once on zeros: bound what that allocates
+# (1 x 2048 x 4096, a 1080p RGB frame; activations are some tens of times larger).
+MAX_INPUT_ELEMENTS = 2**23
+
+
 def dataflow_units(model: nn.Module, input_shape: tuple[int, ...]) -> list[Unit]:
     """The dataflow units of ``model`` for one input of ``input_shape`` (no batch dim)."""
+    if math.prod(input_shape) > MAX_INPUT_ELEMENTS:
+        raise DataflowError(
+            f"input shape {list(input_shape)} has over {MAX_INPUT_ELEMENTS:,} values; estimate "
+            "at a smaller size (cycles scale with the pixel count)"
+        )
     copy_ = copy.deepcopy(model).eval().cpu()
     try:
         graph = _Tracer().trace(copy_)
@@ -77,8 +90,15 @@ def dataflow_units(model: nn.Module, input_shape: tuple[int, ...]) -> list[Unit]
             f"{str(err).splitlines()[0] if str(err) else ''}); it needs a static graph"
         ) from None
     module = fx.GraphModule(copy_, graph)
-    with torch.no_grad():
-        ShapeProp(module).propagate(torch.zeros(1, *input_shape))
+    try:  # ShapeProp prints the traceback of a failing node itself: keep it quiet
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(module).propagate(torch.zeros(1, *input_shape))
+    except (RuntimeError, ValueError) as err:
+        cause = str(err.__cause__ or err).strip().splitlines()
+        raise DataflowError(
+            f"the model does not take inputs of shape {list(input_shape)} "
+            f"({cause[0][:200] if cause else type(err).__name__})"
+        ) from None
     return _Mapper(module).map()
 
 
