@@ -8,7 +8,8 @@ Each rewrite below keeps the computed function exactly:
 - a per-tensor Quant moves above MaxPool, Reshape, Flatten, Transpose and DepthToSpace
   (they commute with a monotone element-wise quantizer), so thresholds sit right after
   the activation that FINN absorbs them into;
-- pixel shuffle (DepthToSpace, CRD) becomes Reshape -> Transpose -> Reshape.
+- pixel shuffle (DepthToSpace, CRD) becomes Reshape -> Transpose -> Reshape;
+- global average pooling (ReduceMean over H, W) becomes GlobalAveragePool.
 What cannot be rewritten without changing the function is refused with the fix: an
 activation quantizer with a non-zero zero point, and average pooling of an unquantized
 tensor.
@@ -54,6 +55,7 @@ def finn_ready(proto: onnx.ModelProto) -> onnx.ModelProto:
     _scalar_zero_points(editor)
     _drop_zero_biases(editor)
     _pixel_shuffle_as_reshapes(editor)
+    _global_mean_as_global_average_pool(editor)
     _quant_before_commuting_ops(editor)
     _refuse_float_average_pools(editor)
     editor.remove_unused_initializers()
@@ -180,6 +182,22 @@ def _pixel_shuffle_as_reshapes(editor: GraphEditor) -> None:
             ),
         ]
         editor.insert_before(node, replacement)
+        editor.graph.node.remove(node)
+
+
+def _global_mean_as_global_average_pool(editor: GraphEditor) -> None:
+    """ReduceMean over H and W keeping the dimensions is GlobalAveragePool (which FINN maps)."""
+    for node in list(editor.graph.node):
+        if node.op_type != "ReduceMean" or len(node.input) < 2:
+            continue
+        axes = _constant(editor, node.input[1])
+        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+        if axes is None or keepdims != 1 or sorted(int(a) % 4 for a in axes.reshape(-1)) != [2, 3]:
+            continue
+        pooled = helper.make_node(
+            "GlobalAveragePool", [node.input[0]], [node.output[0]], name=node.name
+        )
+        editor.insert_before(node, [pooled])
         editor.graph.node.remove(node)
 
 

@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from qdistill.errors import QdistillError
-from qdistill.quant.modules import QuantLayer
+from qdistill.quant.modules import QuantLayer, QuantPooling
 
 OPSET = 21  # int4/uint4 QuantizeLinear needs 21
 # The IR version qdistill stamps on what it writes: int4 types need >= 10, and
@@ -41,6 +41,8 @@ def float_shadow(model: nn.Module) -> nn.Module:
     for name, module in list(shadow.named_modules()):
         if isinstance(module, QuantLayer):
             shadow.set_submodule(name, _as_float(module))
+        elif isinstance(module, QuantPooling):
+            shadow.set_submodule(name, module.as_float())
     return shadow
 
 
@@ -128,6 +130,27 @@ class GraphEditor:
         keep = [i for i in self.graph.initializer if i.name in used]
         del self.graph.initializer[:]
         self.graph.initializer.extend(keep)
+
+    def module_nodes(self, module_name: str) -> list[onnx.NodeProto]:
+        """The nodes the exporter made from module ``module_name`` (a module without
+        weights, e.g. a pooling), found by the module path it records on each node."""
+        nodes = []
+        for node in self.graph.node:
+            scopes = next(
+                (p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"),
+                "",
+            )
+            if f"'{module_name}'" in scopes:
+                nodes.append(node)
+        inner = {out for node in nodes for out in node.output}
+        entry = [n for n in nodes if n.input and n.input[0] and n.input[0] not in inner]
+        if not entry:
+            raise ExportError(f"module {module_name!r} made no node in the exported graph")
+        return entry[:1]  # the node that takes the module's input
+
+    def nodes_of(self, layer) -> list[onnx.NodeProto]:
+        """The nodes an ExportLayer's quantization attaches to."""
+        return self.module_nodes(layer.name) if layer.pooling else self.layer_nodes(layer.name)
 
     def layer_nodes(self, layer_name: str) -> list[onnx.NodeProto]:
         """The Gemm/MatMul/Conv/ConvTranspose nodes that use ``<layer_name>.weight``."""

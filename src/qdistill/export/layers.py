@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qdistill.quant.modules import QuantLayer, iter_quant_layers
+from qdistill.quant.modules import QuantLayer, iter_quant_layers, iter_quant_poolings
 from qdistill.quant.qmath import bias_codes, bias_scale, quantize_codes
 from qdistill.quant.quantizer import FakeQuantizer, QParams
 
@@ -54,6 +54,7 @@ class ExportLayer:
     dequantized: np.ndarray | None  # s * (q - z): the weight the fake-quant model uses
     bias_codes: np.ndarray | None = None  # int32 bias on the accumulator grid, if integer
     bias_scale: np.ndarray | None = None  # s_x * s_w per output channel (float32)
+    pooling: bool = False  # an input-quantized pooling: no weight, found by module path
 
     @property
     def bias_on_grid(self) -> np.ndarray | None:
@@ -71,10 +72,12 @@ class ExportLayer:
 
 @torch.no_grad()
 def export_layers(model: nn.Module) -> list[ExportLayer]:
-    """One ExportLayer per quantized layer of a prepared, calibrated model."""
-    layers = []
-    for name, layer in iter_quant_layers(model):
-        layers.append(_export_layer(name, layer))
+    """One ExportLayer per quantized layer (and input-quantized pooling, weightless) of a
+    prepared, calibrated model."""
+    layers = [_export_layer(name, layer) for name, layer in iter_quant_layers(model)]
+    for name, pooling in iter_quant_poolings(model):
+        act = TensorQuant.of(pooling.input_quantizer, pooling.input_quantizer.qparams())
+        layers.append(ExportLayer(name, None, act, None, None, pooling=True))
     return layers
 
 

@@ -66,8 +66,9 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     editor = GraphEditor(proto)
     layer_outputs: set[str] = set()
     for layer in layers:
-        for node in editor.layer_nodes(layer.name):
-            layer_outputs.add(node.output[0])
+        for node in editor.nodes_of(layer):
+            if not layer.pooling:
+                layer_outputs.add(node.output[0])
             new_nodes = []
             if layer.weight is not None:
                 stem = f"{layer.name}.weight_q"

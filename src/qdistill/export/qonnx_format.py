@@ -52,7 +52,7 @@ def to_qonnx(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelPro
     """Rewrite a float export into a QONNX model and clean it with qonnx's cleanup."""
     editor = GraphEditor(proto)
     for layer in layers:
-        for node in editor.layer_nodes(layer.name):
+        for node in editor.nodes_of(layer):
             new_nodes = []
             if layer.weight is not None:
                 stem = f"{layer.name}.weight_quant"

@@ -53,7 +53,7 @@ from qdistill.hardware.units import (
     Thresholding,
     Unit,
 )
-from qdistill.quant.modules import QuantLayer, QuantLinear
+from qdistill.quant.modules import QuantLayer, QuantLinear, QuantPooling
 
 # Element-wise operations a threshold absorbs (monotone, or per-channel affine).
 ABSORBED_MODULES = (
@@ -66,7 +66,8 @@ PASS_THROUGH_FUNCTIONS = {"getattr", "size", "dim", "contiguous"}
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, QuantLayer) or super().is_leaf_module(module, qualified_name)
+        quantized = isinstance(module, (QuantLayer, QuantPooling))
+        return quantized or super().is_leaf_module(module, qualified_name)
 
 
 # The shapes are learned by running the model once on zeros: bound what that allocates
@@ -163,6 +164,9 @@ class _Mapper:
         stream = self._arg_stream(node.args[0])
         if isinstance(module, QuantLayer):
             return self._map_layer(node, module, stream)
+        if isinstance(module, QuantPooling):  # its input quantizer, then the pooling
+            quantizer = module.input_quantizer
+            stream = self._quantize(node, stream, 1 if quantizer.binary else quantizer.spec.bits)
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
             raise DataflowError(
                 f"layer {self._label(node)} is not quantized; a dataflow accelerator needs every "
@@ -263,7 +267,7 @@ class _Mapper:
 
     def _pool(self, node, stream: Stream, kernel, stride, kind: str) -> Stream:
         if kind == "average" and not stream.quantized:
-            need_quantized(self._label(node), stream)
+            need_quantized(self._label(node), stream, _layer(node))
         if len(stream.shape) != 3:
             raise DataflowError(f"pooling {self._label(node)}: only 2-D pooling is mapped")
         k, s = pair(kernel)[0], pair(stride or kernel)[0]
@@ -272,7 +276,7 @@ class _Mapper:
 
     def _global_pool(self, node: fx.Node, stream: Stream) -> Stream:
         if not stream.quantized:
-            need_quantized(self._label(node), stream)
+            need_quantized(self._label(node), stream, _layer(node))
         unit = self._add(global_pool_unit(_layer(node), stream))
         return Stream(unit.name, unit.out_bits, _shape(node), False)
 

@@ -59,11 +59,12 @@ def absorbed(stream: Stream, nonlinear: bool) -> Stream:
     return result
 
 
-def need_quantized(label: str, stream: Stream) -> None:
+def need_quantized(label: str, stream: Stream, module: str | None = None) -> None:
     source = stream.pending.layer if stream.pending else stream.producer or "the input"
+    fix = f": add a plan rule naming it, e.g. {{'{module}': 'a8'}}" if module else ""
     raise DataflowError(
         f"{label} receives an unquantized tensor from {source!r} (an activation at "
-        "accumulator precision); a dataflow accelerator needs a quantizer before it"
+        f"accumulator precision); a dataflow accelerator needs a quantizer before it{fix}"
     )
 
 

@@ -79,8 +79,8 @@ def bram18_for_memory(depth: float, width: int) -> int:
 
 @dataclass
 class Unit:
-    """One streaming unit. ``folds`` says which parallelism it has ("pe", "simd") and
-    the values each must divide; ``cycles`` and ``resources`` take its folding."""
+    """One streaming unit. ``fold_limits`` says which parallelism it has ("pe", "simd")
+    and the number each must divide; ``cycles`` and ``resources`` take its folding."""
 
     name: str  # unique, e.g. "features.0:mvau"
     layer: str  # the model's module path (or operation) it implements
@@ -301,7 +301,7 @@ class Pool(Unit):
         return self.channels * self.kernel * self.kernel // fold.pe * self.pixels
 
     def resources(self, fold: Fold) -> Resources:
-        return Resources(ff=2 * fold.pe * self.bits + fold.pe * self.bits)
+        return Resources(ff=3 * fold.pe * self.bits)  # in, out and the running max/sum
 
     @property
     def stream_bits(self) -> int:
@@ -367,11 +367,8 @@ class Upsample(Unit):
         return self.pixels
 
     def resources(self, fold: Fold) -> Resources:
-        row = self.in_w * self.channels * self.bits  # one input row is replayed
-        return Resources(
-            ff=2 * self.channels * self.bits,
-            bram18=bram18_for_memory(row / (self.channels * self.bits), self.channels * self.bits),
-        )
+        width = self.channels * self.bits  # one input row is kept and replayed
+        return Resources(ff=2 * width, bram18=bram18_for_memory(self.in_w, width))
 
     @property
     def stream_bits(self) -> int:

@@ -158,10 +158,68 @@ QUANT_LAYER_FOR: dict[type[nn.Module], type[QuantLayer]] = {
 }
 
 
+class QuantPooling:
+    """Mixin: an average pooling whose input is quantized (a quantization point where no
+    weighted layer is, as dataflow compilers need before pooling: FINN only pools
+    quantized values). Only a plan rule naming the module places one."""
+
+    input_quantizer: FakeQuantizer
+    layer_spec: LayerQuantSpec
+    float_type: type[nn.Module]
+
+    @classmethod
+    def from_float(cls, module: nn.Module, spec: LayerQuantSpec) -> nn.Module:
+        pooling = _retyped(module, cls)
+        pooling.layer_spec = spec
+        pooling.input_quantizer = FakeQuantizer(spec.act, "act")
+        pooling.input_quantizer.train(module.training)
+        return pooling
+
+    def as_float(self) -> nn.Module:
+        plain = _retyped(self, self.float_type)
+        del plain._modules["input_quantizer"]
+        del plain.__dict__["layer_spec"]
+        return plain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.input_quantizer(x))
+
+
+def _retyped(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
+    """A copy of a parameter-free ``module`` as class ``cls`` (its settings kept; its
+    parameter, buffer, module and hook tables copied, not shared)."""
+    copied = cls.__new__(cls)
+    copied.__dict__ = {
+        key: dict(value) if isinstance(value, dict) else value
+        for key, value in module.__dict__.items()
+    }
+    return copied
+
+
+class QuantAvgPool2d(QuantPooling, nn.AvgPool2d):
+    float_type = nn.AvgPool2d
+
+
+class QuantAdaptiveAvgPool2d(QuantPooling, nn.AdaptiveAvgPool2d):
+    float_type = nn.AdaptiveAvgPool2d
+
+
+QUANT_POOLING_FOR: dict[type[nn.Module], type[QuantPooling]] = {
+    cls.float_type: cls for cls in (QuantAvgPool2d, QuantAdaptiveAvgPool2d)
+}
+
+
 def iter_quant_layers(model: nn.Module):
     """(name, layer) for every quantized layer of ``model``, in module order."""
     for name, module in model.named_modules():
         if isinstance(module, QuantLayer):
+            yield name, module
+
+
+def iter_quant_poolings(model: nn.Module):
+    """(name, pooling) for every input-quantized pooling of ``model``, in module order."""
+    for name, module in model.named_modules():
+        if isinstance(module, QuantPooling):
             yield name, module
 
 

@@ -39,6 +39,14 @@ def pattern_matches(pattern: str, name: str, index: int, count: int) -> bool:
     return name == pattern or name.startswith(pattern + ".")
 
 
+def _check_pooling_spec(name: str, spec: LayerQuantSpec | None) -> None:
+    if spec is not None and (spec.weight is not None or spec.act is None):
+        raise ConfigError(
+            f"plan entry {name!r} names an average pooling, which has no weights: give it an "
+            "activation spec such as 'a4' (it quantizes the pooling's input)"
+        )
+
+
 class QuantPlan:
     """An ordered list of (pattern, spec) rules; spec None keeps matching layers float."""
 
@@ -75,10 +83,17 @@ class QuantPlan:
             "of module-name patterns to specs"
         )
 
-    def assign(self, layer_names: Sequence[str]) -> dict[str, LayerQuantSpec | None]:
-        """The spec of every layer (None = float); layers no rule matches stay float."""
+    def assign(
+        self, layer_names: Sequence[str], pooling_names: Sequence[str] = ()
+    ) -> dict[str, LayerQuantSpec | None]:
+        """The spec of every layer (None = float); layers no rule matches stay float.
+        ``pooling_names`` (average poolings) are matched only by a rule naming one exactly;
+        they are in the result only when one does."""
         count = len(layer_names)
-        used: set[str] = set()
+        used: set[str] = {pattern for pattern, _ in self.rules if pattern in pooling_names}
+        for pattern, spec in self.rules:
+            if pattern in pooling_names:
+                _check_pooling_spec(pattern, spec)
         assignment: dict[str, LayerQuantSpec | None] = {}
         for index, name in enumerate(layer_names):
             best_key: tuple[int, int, int] | None = None
@@ -92,11 +107,18 @@ class QuantPlan:
                 if best_key is None or key > best_key:
                     best_key, best_spec = key, spec
             assignment[name] = best_spec
+        assignment.update({p: spec for p, spec in self.rules if p in pooling_names})
         unused = [pattern for pattern, _ in self.rules if pattern not in used]
         if unused:
             shown = ", ".join(layer_names[:12]) + (" ..." if count > 12 else "")
+            near = [p for p in pooling_names if any(pattern_matches(u, p, 0, 1) for u in unused)]
+            hint = (
+                f"; average poolings ({', '.join(near)}) take a rule naming them exactly"
+                if near
+                else ""
+            )
             raise ConfigError(
-                f"plan pattern(s) {unused} match no quantizable layer; layers are: {shown}"
+                f"plan pattern(s) {unused} match no quantizable layer; layers are: {shown}{hint}"
             )
         return assignment
 

@@ -9,7 +9,14 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.quant.fold import fold_batchnorm
-from qdistill.quant.modules import QUANT_LAYER_FOR, QuantLayer, iter_quant_layers
+from qdistill.quant.modules import (
+    QUANT_LAYER_FOR,
+    QUANT_POOLING_FOR,
+    QuantLayer,
+    QuantPooling,
+    iter_quant_layers,
+    iter_quant_poolings,
+)
 from qdistill.quant.plan import QuantPlan
 from qdistill.quant.spec import LayerQuantSpec
 
@@ -42,12 +49,14 @@ def quantize(
         raise ConfigError(
             "model has no Linear, Conv1d, Conv2d or ConvTranspose2d layer to quantize"
         )
-    assignment = plan.assign([name for name, _ in layers])
-    for name, module in layers:
+    poolings = [(n, m) for n, m in model.named_modules() if type(m) in QUANT_POOLING_FOR]
+    assignment = plan.assign([name for name, _ in layers], [name for name, _ in poolings])
+    for name, module in layers + [p for p in poolings if assignment.get(p[0]) is not None]:
         spec = assignment[name]
         if spec is None or not (spec.weight or spec.act):
             continue
-        quantized = QUANT_LAYER_FOR[type(module)].from_float(module, spec)
+        factory = QUANT_LAYER_FOR.get(type(module)) or QUANT_POOLING_FOR[type(module)]
+        quantized = factory.from_float(module, spec)
         if not name:  # the model is a single layer
             return quantized
         model.set_submodule(name, quantized)
@@ -55,8 +64,9 @@ def quantize(
 
 
 def layer_specs(model: nn.Module) -> dict[str, LayerQuantSpec]:
-    """The spec each quantized layer of a prepared model uses, by module name."""
-    return {name: layer.layer_spec for name, layer in iter_quant_layers(model)}
+    """The spec each quantized layer (and input-quantized pooling) uses, by module name."""
+    specs = {name: layer.layer_spec for name, layer in iter_quant_layers(model)}
+    return specs | {name: p.layer_spec for name, p in iter_quant_poolings(model)}
 
 
 def plan_of(model: nn.Module) -> QuantPlan:
@@ -68,4 +78,4 @@ def plan_of(model: nn.Module) -> QuantPlan:
 
 
 def is_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, QuantLayer) for m in model.modules())
+    return any(isinstance(m, (QuantLayer, QuantPooling)) for m in model.modules())

@@ -1,0 +1,69 @@
+"""Input-quantized average pooling: a quantization point only a plan rule naming the
+pooling places, kept through checkpoints, convert(), exports and the dataflow estimate."""
+
+import onnx
+import pytest
+import torch
+
+from qdistill import calibrate, convert, quantize
+from qdistill.errors import ConfigError
+from qdistill.export import export_model
+from qdistill.hardware.dataflow import DataflowError, dataflow_units
+from qdistill.models import build_model, load_model, save_model
+from qdistill.quant.modules import QuantAdaptiveAvgPool2d
+
+PLAN = {"*": "w4a4", "@first": {"bits": "w4a4", "act": {"symmetric": True}}, "pool.0": "a4"}
+
+
+@pytest.fixture
+def pooled(digits):
+    torch.manual_seed(0)
+    model = quantize(build_model("small_cnn", (1, 8, 8), 10), PLAN, fold_bn=True)
+    calibrate(model, [digits.train.x[:128], digits.train.x[128:256]])
+    return model.eval()
+
+
+def test_only_a_rule_naming_the_pooling_quantizes_its_input(pooled):
+    assert isinstance(pooled.pool[0], QuantAdaptiveAvgPool2d)
+    plain = quantize(build_model("small_cnn", (1, 8, 8), 10), "w4a4")
+    assert type(plain.pool[0]) is torch.nn.AdaptiveAvgPool2d  # a wildcard does not
+    with pytest.raises(ConfigError, match=r"average poolings \(pool.0\) take a rule naming"):
+        quantize(build_model("small_cnn", (1, 8, 8), 10), {"*": "w4a4", "pool": "a4"})
+    with pytest.raises(ConfigError, match="names an average pooling, which has no weights"):
+        quantize(build_model("small_cnn", (1, 8, 8), 10), {"*": "w4a4", "pool.0": "w4a4"})
+    x = torch.randn(4, 1, 8, 8)
+    features = pooled.features(x)
+    expected = pooled.classifier(pooled.pool[0].input_quantizer(features).mean((2, 3)))
+    assert torch.allclose(pooled(x), expected)
+
+
+def test_checkpoint_and_convert_keep_it(pooled, digits, tmp_path):
+    path = tmp_path / "pooled.safetensors"
+    save_model(path, pooled, model_name="small_cnn", model_options={}, input_shape=(1, 8, 8),
+               num_outputs=10, fold_bn=True)  # fmt: skip
+    loaded, _ = load_model(path)
+    x = digits.test.x[:32]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pooled(x))
+        assert torch.allclose(convert(pooled)(x), pooled(x), atol=1e-5)
+
+
+def test_qonnx_and_finn_exports_quantize_the_pooling_input(pooled, digits, tmp_path):
+    for fmt in ("qonnx", "finn"):
+        report = export_model(pooled, tmp_path / f"{fmt}.onnx", fmt, digits.test.x[:32])
+        assert report.passed and report.comparison.max_abs_diff == 0
+        ops = [n.op_type for n in onnx.load(str(tmp_path / f"{fmt}.onnx")).graph.node]
+        pool = "GlobalAveragePool" if fmt == "finn" else "ReduceMean"
+        assert ops[ops.index(pool) - 1] == "Quant"
+
+
+def test_the_dataflow_estimate_maps_a_quantized_global_pool(pooled):
+    kinds = [u.kind for u in dataflow_units(pooled, (1, 8, 8))]
+    assert kinds[-6:] == [
+        "mvau", "global_pool", "thresholding", "mvau", "elementwise", "elementwise",
+    ]  # fmt: skip
+    unpooled = quantize(build_model("small_cnn", (1, 8, 8), 10), "w4a4")
+    unpooled.train()
+    unpooled(torch.randn(8, 1, 8, 8))
+    with pytest.raises(DataflowError, match=r"add a plan rule naming it, e.g. \{'pool.0': 'a8'\}"):
+        dataflow_units(unpooled.eval(), (1, 8, 8))
