@@ -42,6 +42,7 @@ def test_fits_cheapest_board_cost_per_kfps_and_energy():
     )
     fits = {f.board: f for f in report.boards}
     assert not fits["pynq-z2"].fits and fits["pynq-z2"].limiting == "lut"
+    assert fits["pynq-z2"].cost_per_kfps is None and fits["pynq-z2"].energy_mj is None
     assert fits["pynq-z2"].utilisation["lut"] == pytest.approx(60_000 / 53_200)
     assert fits["ultra96-v2"].fits
     cheapest = report.cheapest

@@ -22,8 +22,8 @@ class BoardFit:
     fps: float  # the design's throughput (same on every board at one clock)
     price: float | None  # in the catalogue's currency
     price_label: str
-    cost_per_kfps: float | None  # price / (fps / 1000)
-    energy_mj: float  # board watts / fps, per image
+    cost_per_kfps: float | None  # price / (fps / 1000); None when it does not fit
+    energy_mj: float | None  # board watts / fps, per image; None when it does not fit
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,17 +53,18 @@ def board_fit(estimate: DataflowEstimate, board: Board, catalogue: Catalogue) ->
         for field, u, a in zip(RESOURCE_FIELDS, used, available, strict=True)
     }
     price = catalogue.converted(board.price)
+    fitting = all(value <= 1.0 for value in utilisation.values())
     return BoardFit(
         board=board.name,
         part=board.part,
-        fits=all(value <= 1.0 for value in utilisation.values()),
+        fits=fitting,
         utilisation=utilisation,
         limiting=max(utilisation, key=utilisation.get),
         fps=estimate.fps,
         price=price,
         price_label=board.price.label(),
-        cost_per_kfps=None if price is None else price / (estimate.fps / 1000),
-        energy_mj=1000 * board.watts / estimate.fps,
+        cost_per_kfps=price / (estimate.fps / 1000) if fitting and price is not None else None,
+        energy_mj=1000 * board.watts / estimate.fps if fitting else None,
     )
 
 

@@ -84,7 +84,7 @@ def board_rows(report: CostReport) -> list[list[str]]:
                 *(f"{100 * fit.utilisation[k]:.1f}" for k in ("lut", "ff", "bram18", "dsp")),
                 _money(fit.price, report.currency),
                 _money(fit.cost_per_kfps, report.currency),
-                f"{fit.energy_mj:.3g}",
+                f"{fit.energy_mj:.3g}" if fit.energy_mj is not None else "",
             ]
         )
     return rows
