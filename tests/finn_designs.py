@@ -41,6 +41,18 @@ def lenet():
     return _digits_model(model, {"*": "w4a4", "@first": {"bits": "w4a4", **SYMMETRIC_INPUT}})
 
 
+def small_cnn():
+    """The zoo's small CNN (BN folded) at W4A4, with its global pooling's input quantized
+    (a quantizer FINN needs there; the plan names the pooling)."""
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (1, 8, 8), 10)
+    plan = {"*": "w4a4", "@first": {"bits": "w4a4", **SYMMETRIC_INPUT}, "pool.0": "a4"}
+    data = build_dataset("digits")
+    quantized = quantize(model, plan, fold_bn=True)
+    calibrate(quantized, Batches(data.train, 64), num_batches=4)
+    return quantized.eval(), data.input_shape, data.sample_inputs(16)
+
+
 def espcn_x2_int4():
     """ESPCN x2 (ReLU, Y channel) at INT4 with an 8-bit input, as sr-espcn-x2 runs it."""
     torch.manual_seed(0)
@@ -55,5 +67,6 @@ DESIGNS = {
     "mlp_w4a4": lambda: mlp("w4a4"),
     "mlp_w2a2": lambda: mlp("w2a2"),
     "lenet_w4a4": lenet,
+    "small_cnn_w4a4": small_cnn,
     "espcn_x2_int4": espcn_x2_int4,
 }

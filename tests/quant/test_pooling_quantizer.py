@@ -53,15 +53,24 @@ def test_qonnx_and_finn_exports_quantize_the_pooling_input(pooled, digits, tmp_p
         report = export_model(pooled, tmp_path / f"{fmt}.onnx", fmt, digits.test.x[:32])
         assert report.passed and report.comparison.max_abs_diff == 0
         ops = [n.op_type for n in onnx.load(str(tmp_path / f"{fmt}.onnx")).graph.node]
-        pool = "GlobalAveragePool" if fmt == "finn" else "ReduceMean"
+        pool = "AveragePool" if fmt == "finn" else "ReduceMean"  # FINN's QuantAvgPool2d form
         assert ops[ops.index(pool) - 1] == "Quant"
+        if fmt == "finn":
+            assert ops[ops.index(pool) : ops.index(pool) + 4] == [
+                "AveragePool",
+                "Mul",
+                "Trunc",
+                "Mul",
+            ]
 
 
 def test_the_dataflow_estimate_maps_a_quantized_global_pool(pooled):
-    kinds = [u.kind for u in dataflow_units(pooled, (1, 8, 8))]
-    assert kinds[-6:] == [
-        "mvau", "global_pool", "thresholding", "mvau", "elementwise", "elementwise",
+    units = dataflow_units(pooled, (1, 8, 8))
+    # FINN pools the square 4 x 4 map as one window; the sum is thresholded again
+    assert [u.kind for u in units][-7:] == [
+        "mvau", "sliding_window", "pool", "thresholding", "mvau", "elementwise", "elementwise",
     ]  # fmt: skip
+    assert units[-4].input_bits == 4 + 4
     unpooled = quantize(build_model("small_cnn", (1, 8, 8), 10), "w4a4")
     unpooled.train()
     unpooled(torch.randn(8, 1, 8, 8))

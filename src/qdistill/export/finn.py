@@ -9,7 +9,8 @@ Each rewrite below keeps the computed function exactly:
   (they commute with a monotone element-wise quantizer), so thresholds sit right after
   the activation that FINN absorbs them into;
 - pixel shuffle (DepthToSpace, CRD) becomes Reshape -> Transpose -> Reshape;
-- global average pooling (ReduceMean over H, W) becomes GlobalAveragePool.
+- global average pooling of a quantized input (ReduceMean over a square H x W) becomes
+  the AveragePool -> Mul -> Trunc pattern FINN maps to its integer QuantAvgPool2d.
 What cannot be rewritten without changing the function is refused with the fix: an
 activation quantizer with a non-zero zero point, and average pooling of an unquantized
 tensor.
@@ -17,12 +18,15 @@ tensor.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from qdistill.export.graph import ExportError, GraphEditor
 from qdistill.export.layers import ExportLayer
+from qdistill.export.qonnx_format import QONNX_DOMAIN
 
 # Operations a per-tensor, monotone quantizer commutes with (pure data movement or max).
 COMMUTING_OPS = {
@@ -55,7 +59,7 @@ def finn_ready(proto: onnx.ModelProto) -> onnx.ModelProto:
     _scalar_zero_points(editor)
     _drop_zero_biases(editor)
     _pixel_shuffle_as_reshapes(editor)
-    _global_mean_as_global_average_pool(editor)
+    _global_mean_as_quant_avg_pool(editor)
     _quant_before_commuting_ops(editor)
     _refuse_float_average_pools(editor)
     editor.remove_unused_initializers()
@@ -185,20 +189,55 @@ def _pixel_shuffle_as_reshapes(editor: GraphEditor) -> None:
         editor.graph.node.remove(node)
 
 
-def _global_mean_as_global_average_pool(editor: GraphEditor) -> None:
-    """ReduceMean over H and W keeping the dimensions is GlobalAveragePool (which FINN maps)."""
+def _global_mean_as_quant_avg_pool(editor: GraphEditor) -> None:
+    """ReduceMean over a square H x W of a per-tensor quantized input becomes the pattern
+    FINN maps to its integer average pool (QuantAvgPool2d): AveragePool -> Mul(k^2) ->
+    Trunc (no bits dropped, so the exact sum of codes) -> Mul(1 / k^2): the mean again."""
+    producers = _producers(editor)
     for node in list(editor.graph.node):
         if node.op_type != "ReduceMean" or len(node.input) < 2:
             continue
-        axes = _constant(editor, node.input[1])
+        quant, axes = producers.get(node.input[0]), _constant(editor, node.input[1])
         keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
         if axes is None or keepdims != 1 or sorted(int(a) % 4 for a in axes.reshape(-1)) != [2, 3]:
             continue
-        pooled = helper.make_node(
-            "GlobalAveragePool", [node.input[0]], [node.output[0]], name=node.name
-        )
-        editor.insert_before(node, [pooled])
+        if quant is None or quant.op_type != "Quant" or not _per_tensor(editor, quant):
+            continue
+        _, _, height, width = _shape_of(editor, node.input[0])
+        if height != width:
+            continue  # FINN pools square windows only
+        replacement = _quant_avg_pool_nodes(editor, node, quant, height)
+        editor.insert_before(node, replacement)
         editor.graph.node.remove(node)
+
+
+def _quant_avg_pool_nodes(
+    editor: GraphEditor, node: onnx.NodeProto, quant: onnx.NodeProto, side: int
+) -> list[onnx.NodeProto]:
+    """AveragePool -> Mul(k^2) -> Trunc -> Mul(1 / k^2) replacing ``node`` (a mean over a
+    side x side map of the per-tensor ``quant``'s codes)."""
+    window = side * side
+    bits = int(_constant(editor, quant.input[3])) + math.ceil(math.log2(window))
+
+    def constant(stem: str, value: float) -> str:
+        return editor.add_initializer(f"{node.name}_{stem}", np.array(value, np.float32))
+
+    pooled, summed, truncated = (editor.unique(f"{node.name}_{x}") for x in ("avg", "sum", "trunc"))
+    pool = helper.make_node(
+        "AveragePool", [node.input[0]], [pooled], name=f"{node.name}_pool",
+        kernel_shape=[side, side], strides=[side, side], pads=[0, 0, 0, 0],
+    )  # fmt: skip
+    # the codes' scale, zero point 0, as many bits in as out: nothing is dropped
+    trunc_inputs = [summed, quant.input[1], constant("zeropt", 0.0), constant("in_bits", bits),
+                    constant("out_bits", bits)]  # fmt: skip
+    return [
+        pool,
+        helper.make_node("Mul", [pooled, constant("window", float(window))], [summed]),
+        helper.make_node(
+            "Trunc", trunc_inputs, [truncated], domain=QONNX_DOMAIN, rounding_mode="FLOOR"
+        ),
+        helper.make_node("Mul", [truncated, constant("mean", 1.0 / window)], [node.output[0]]),
+    ]
 
 
 def _shape_of(editor: GraphEditor, tensor: str) -> list[int]:

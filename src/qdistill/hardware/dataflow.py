@@ -183,6 +183,10 @@ class _Mapper:
         if isinstance(module, nn.AvgPool2d):
             return self._pool(node, stream, module.kernel_size, module.stride, "average")
         if isinstance(module, nn.AdaptiveAvgPool2d) and _shape(node)[1:] in ((1, 1), (1,)):
+            if len(stream.shape) == 3 and stream.shape[1] == stream.shape[2]:
+                # FINN pools a square map as one window (QuantAvgPool2d)
+                side = stream.shape[1]
+                return self._pool(node, stream, side, side, "average")
             return self._global_pool(node, stream)
         if isinstance(module, nn.Upsample) and module.mode == "nearest":
             return self._upsample(node, stream)
@@ -272,7 +276,14 @@ class _Mapper:
             raise DataflowError(f"pooling {self._label(node)}: only 2-D pooling is mapped")
         k, s = pair(kernel)[0], pair(stride or kernel)[0]
         units = pool_units(_layer(node), stream, _shape(node), k, s, kind)
-        return self._chain(units, stream, _shape(node))
+        pooled = self._chain(units, stream, _shape(node))
+        if kind == "max":
+            return pooled
+        # an average is the exact sum of k^2 codes, off the grid: the next quantizer
+        # thresholds it again
+        return Stream(
+            pooled.producer, stream.bits + math.ceil(math.log2(k * k)), pooled.shape, False
+        )
 
     def _global_pool(self, node: fx.Node, stream: Stream) -> Stream:
         if not stream.quantized:
