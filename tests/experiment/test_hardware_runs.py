@@ -47,6 +47,9 @@ def test_hardware_block_estimates_every_quantized_run(tmp_path, tiny_config):
     report = write_report(tmp_path, outcome.records, hardware=outcome.hardware).read_text()
     assert "## Hardware: FPGA dataflow estimates" in report and "### PE=SIMD=4" in report
     assert "Pareto front:" in report and "![LUT](hw_lut.png)" in report
+    pooled_row = next(line for line in report.splitlines() if "| no estimate: " in line)
+    header = next(line for line in report.splitlines() if line.startswith("| Run | Bits |"))
+    assert pooled_row.startswith("| pooled |") and pooled_row.count("|") == header.count("|")
     assert (tmp_path / "hw_quality_vs_lut_0.png").is_file()
 
 

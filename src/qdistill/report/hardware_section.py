@@ -22,7 +22,7 @@ def _row(row: SummaryRow | None, record: HardwareRecord, metric: Metric) -> list
     quality = row.metrics.get(metric.key) if row else None
     cells = [record.run, row.bits if row else "", quality.format(metric.digits) if quality else ""]
     if record.report is None:
-        return [*cells, f"no estimate: {record.error}", *[""] * (len(HEADERS) - 1)]
+        return [*cells, f"no estimate: {record.error}", *[""] * len(HEADERS)]  # + "Fits on"
     report, estimate = record.report, record.report.estimate
     total = estimate.total.to_dict()
     cheapest = report.cheapest
