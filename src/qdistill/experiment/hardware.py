@@ -22,8 +22,10 @@ from qdistill.experiment.record import RunRecord, json_safe
 from qdistill.experiment.schema import HardwareConfig, HardwareTargetConfig
 from qdistill.hardware.benchmark import cpu_throughput
 from qdistill.hardware.boards import Catalogue, load_catalogue
+from qdistill.hardware.dataflow import dataflow_units
 from qdistill.hardware.economics import CostReport, board_budget, cost_report
-from qdistill.hardware.estimate import DataflowTarget, estimate_dataflow
+from qdistill.hardware.estimate import DataflowTarget, estimate_units
+from qdistill.hardware.units import Unit
 from qdistill.models import load_model
 from qdistill.tasks import Task
 
@@ -85,32 +87,45 @@ def _shown_boards(catalogue: Catalogue, names: list[str]) -> Catalogue:
     return dataclasses.replace(catalogue, boards={n: catalogue.board(n) for n in names})
 
 
+def _prepare(
+    config: HardwareConfig, record: RunRecord, input_shape: tuple[int, ...], out_dir: Path
+) -> tuple[list[Unit] | str, dict]:
+    """A run's dataflow units (or why it has none) and the processors to compare with,
+    computed once for all targets."""
+    model, _ = load_model(out_dir / record.checkpoint)
+    try:
+        units: list[Unit] | str = dataflow_units(model, input_shape)
+    except QdistillError as err:
+        console.print(f"  hardware {record.name}: [yellow]no estimate[/]: {err}")
+        return str(err), {}
+    return units, _processors(config, model, input_shape, record.name)
+
+
 def estimate_runs(
     config: HardwareConfig, records: list[RunRecord], task: Task, out_dir: Path
 ) -> list[HardwareRecord]:
     catalogue = load_catalogue(config.catalogue)
     shown = _shown_boards(catalogue, config.boards)
     input_shape = tuple(config.input_shape or task.data.input_shape)
-    rows, models, processors = [], {}, {}
+    rows: list[HardwareRecord] = []
+    prepared: dict[str, tuple[list[Unit] | str, dict]] = {}  # run -> (units or error, processors)
     for target in config.targets:
         for record in select_runs(records, target.runs or config.runs, quantized_only=True):
-            if record.name not in models:
-                models[record.name] = model = load_model(out_dir / record.checkpoint)[0]
-                processors[record.name] = _processors(config, model, input_shape, record.name)
+            if record.name not in prepared:
+                prepared[record.name] = _prepare(config, record, input_shape, out_dir)
+            units, processors = prepared[record.name]
             row = HardwareRecord(record.name, record.run_id, target.label, None)
-            cpu = processors[record.name].get("cpu", (None,))[0]
+            if isinstance(units, str):
+                rows.append(dataclasses.replace(row, error=units))
+                continue
+            cpu = processors.get("cpu", (None,))[0]
             try:
-                estimate = estimate_dataflow(
-                    models[record.name],
-                    input_shape,
-                    _dataflow_target(target, config, catalogue, cpu),
-                )
+                estimate = estimate_units(units, _dataflow_target(target, config, catalogue, cpu))
             except QdistillError as err:
                 console.print(f"  hardware {record.name}: [yellow]no estimate[/]: {err}")
                 rows.append(dataclasses.replace(row, error=str(err)))
                 continue
-            report = cost_report(estimate, shown, processors[record.name])
-            rows.append(dataclasses.replace(row, report=report))
+            rows.append(dataclasses.replace(row, report=cost_report(estimate, shown, processors)))
         console.print(f"  hardware: {target.label} estimated")
     (out_dir / "hardware.json").write_text(json.dumps([r.to_dict() for r in rows], indent=1))
     return rows
