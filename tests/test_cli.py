@@ -313,6 +313,11 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
         (["hardware", str(qckpt), "--clock-mhz", "0"], "clock must be positive"),
         (["hardware", str(tmp_path / "model.onnx")], "is an ONNX file"),
         (["hardware", str(qckpt), "--input-shape", "1,8"], "does not fit"),
+        # the standardised digits input quantizes with a non-zero zero point: FINN refuses it
+        (
+            ["export", str(qckpt), "--format", "finn", "--out", str(tmp_path / "f.onnx")],
+            "FINN maps only zero-point-0 quantizers",
+        ),
         (["hardware", str(qckpt), "--input-shape", "1,16,16"], "does not take inputs of shape"),
         (["hardware", str(qckpt), "--input-shape", "1,100000,100000"], "estimate at a smaller"),
     ]
