@@ -3,7 +3,6 @@
 import pytest
 
 from qdistill.errors import ConfigError
-from qdistill.hardware.estimate import fits
 from qdistill.hardware.folding import (
     apply_user_folding,
     fastest_folding,
@@ -67,16 +66,16 @@ def test_a_pool_and_its_window_rise_together():
 def test_fold_to_fit_stops_at_the_last_step_that_fits():
     units = [mvau("a"), mvau("b", mh=10)]
     budget = total_resources(units, unfolded(units)) + Resources(lut=800, ff=10**6, bram18=10)
-    folding = fold_to_fit(units, lambda r: fits(r, budget))
-    assert fits(total_resources(units, folding), budget)
+    folding = fold_to_fit(units, budget.holds)
+    assert budget.holds(total_resources(units, folding))
     assert folding != unfolded(units)
     # raising the slowest unit once more would break the budget
     slowest = max(units, key=lambda u: u.cycles(folding[u.name]))
-    wider = fold_to_fit(units, lambda r: fits(r, budget + Resources(lut=10**6)))
+    wider = fold_to_fit(units, (budget + Resources(lut=10**6)).holds)
     assert slowest.cycles(wider[slowest.name]) < slowest.cycles(folding[slowest.name])
     # a budget that holds only the unfolded design keeps it unfolded
     tight = total_resources(units, unfolded(units))
-    assert fold_to_fit(units, lambda r: fits(r, tight)) == unfolded(units)
+    assert fold_to_fit(units, tight.holds) == unfolded(units)
 
 
 def test_user_folding_by_unit_or_layer_is_checked():

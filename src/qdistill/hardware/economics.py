@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 
 from qdistill.hardware.boards import RESOURCE_FIELDS, Board, Catalogue, Processor
 from qdistill.hardware.estimate import DataflowEstimate
 from qdistill.hardware.hls4ml_view import Hls4mlLayer
-from qdistill.hardware.units import Resources, astuple
+from qdistill.hardware.units import Resources
 
 
 @dataclass
@@ -102,7 +102,7 @@ def processor_cost(
 
 def board_budget(board: Board, utilisation: float = 1.0) -> Resources:
     """The resources a design may use on ``board`` at ``utilisation`` (0..1]."""
-    return Resources(*(value * utilisation for value in astuple(board.capacity)))
+    return board.capacity.scaled(utilisation)
 
 
 @dataclass

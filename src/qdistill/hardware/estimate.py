@@ -159,23 +159,10 @@ def _choose_folding(units: list[Unit], target: DataflowTarget) -> Folding:
         )
     if target.fit_within is not None:
         budget = target.fit_within
-        return fold_to_fit(units, lambda r: fits(r, budget), target.mvau_wwidth_max)
+        return fold_to_fit(units, budget.holds, target.mvau_wwidth_max)
     if target.uniform is not None:
         return uniform_folding(units, target.uniform, target.mvau_wwidth_max)
     return unfolded(units)
-
-
-def fits(resources: Resources, budget: Resources) -> bool:
-    return all(
-        used <= available
-        for used, available in (
-            (resources.lut, budget.lut),
-            (resources.ff, budget.ff),
-            (resources.bram18, budget.bram18),
-            (resources.uram, budget.uram),
-            (resources.dsp, budget.dsp),
-        )
-    )
 
 
 def _unit_estimate(unit: Unit, fold: Fold) -> UnitEstimate:

@@ -29,7 +29,6 @@ from qdistill.hardware.units import (
     Resources,
     SlidingWindow,
     Unit,
-    astuple,
     divisors,
 )
 
@@ -145,10 +144,7 @@ def fold_to_fit(
         candidate = total
         for name, fold in changes.items():
             unit = by_name[name]
-            before, after = astuple(unit.resources(folding[name])), astuple(unit.resources(fold))
-            candidate = Resources(
-                *(t - b + a for t, b, a in zip(astuple(candidate), before, after, strict=True))
-            )
+            candidate = candidate - unit.resources(folding[name]) + unit.resources(fold)
         if not fits(candidate):
             return folding
         folding.update(changes)

@@ -14,7 +14,7 @@ its uncertainty. Units FINN gives no estimator get 0 LUT, as FINN reports them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from typing import ClassVar
 
 # FINN's default cap on SIMD x weight bits per PE (mvau_wwidth_max) and the widest
@@ -39,12 +39,18 @@ class Resources:
     def __add__(self, other: Resources) -> Resources:
         return Resources(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(*(a - b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def scaled(self, factor: float) -> Resources:
+        return Resources(*(value * factor for value in astuple(self)))
+
+    def holds(self, used: Resources) -> bool:
+        """Whether ``used`` fits within these resources (a budget)."""
+        return all(u <= room for u, room in zip(astuple(used), astuple(self), strict=True))
+
     def to_dict(self) -> dict:
         return {k: round(v) for k, v in asdict(self).items()}
-
-
-def astuple(resources: Resources) -> tuple[float, ...]:
-    return (resources.lut, resources.ff, resources.bram18, resources.uram, resources.dsp)
 
 
 @dataclass(frozen=True)
