@@ -17,6 +17,17 @@ from qdistill.errors import ConfigError, UnknownNameError
 T = TypeVar("T")
 
 
+def unknown_name(kind: str, name: str, known: list[str], where: str = "") -> UnknownNameError:
+    """The error for a ``kind`` called ``name`` that is not among ``known``: the closest
+    known name as a hint, and the list (``where`` says where they come from)."""
+    close = get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    source = f" in {where}" if where else ""
+    return UnknownNameError(
+        f"unknown {kind} {name!r}{hint}; known {kind}s{source}: {', '.join(known)}"
+    )
+
+
 class Registry(Generic[T]):
     """A named collection of objects of one kind (e.g. "model", "dataset")."""
 
@@ -39,11 +50,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            close = get_close_matches(name, self._entries, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint}; known {self.kind}s: {', '.join(self.names())}"
-            ) from None
+            raise unknown_name(self.kind, name, self.names()) from None
 
     def build(self, name: str, fixed: dict[str, Any], options: dict[str, Any]) -> Any:
         """Call the factory ``name`` with ``fixed`` arguments (supplied by qdistill) and

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from difflib import get_close_matches
 from pathlib import Path
 
 import yaml
 
-from qdistill.errors import ConfigError, UnknownNameError
+from qdistill.errors import ConfigError
 from qdistill.hardware.units import Resources
+from qdistill.registry import unknown_name
 
 DEFAULT_CATALOGUE = Path(__file__).with_name("boards.yaml")
 RESOURCE_FIELDS = ("lut", "ff", "bram18", "uram", "dsp")
@@ -70,11 +70,7 @@ class Catalogue:
 def _lookup(entries: dict, name: str, kind: str, path: str):
     if name in entries:
         return entries[name]
-    close = get_close_matches(name, entries, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UnknownNameError(
-        f"unknown {kind} {name!r}{hint}; {kind}s in {path}: {', '.join(entries)}"
-    )
+    raise unknown_name(kind, name, list(entries), path)
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
