@@ -257,8 +257,7 @@ def hardware_checkpoint(
     check_reachable(estimate)
     measured = {name: (fps, "given") for name, fps in (processor_fps or {}).items()}
     if measure_cpu:
-        samples = torch.rand(8, *input_shape, generator=torch.Generator().manual_seed(0))
-        measured["cpu"] = cpu_throughput(model, input_shape, samples)
+        measured["cpu"] = cpu_throughput(model, input_shape)
     report = cost_report(estimate, catalogue, measured)
     if hls4ml_reuse is not None:
         report.hls4ml = hls4ml_view(units, hls4ml_reuse)

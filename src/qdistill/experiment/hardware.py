@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from qdistill.console import console
 from qdistill.errors import QdistillError
 from qdistill.experiment.deploy import select_runs
@@ -76,8 +74,7 @@ def _processors(
     measured = {n: (fps, "given in the experiment") for n, fps in config.processors.items()}
     if config.measures_cpu:
         console.print(f"  hardware {name}: timing it on this CPU ...")
-        samples = torch.rand(8, *input_shape, generator=torch.Generator().manual_seed(0))
-        measured["cpu"] = cpu_throughput(model, input_shape, samples)
+        measured["cpu"] = cpu_throughput(model, input_shape)
     return measured
 
 
