@@ -30,6 +30,24 @@ def mlp(bits: str):
     return _digits_model(model, {"*": bits, "@first": {"bits": bits, **SYMMETRIC_INPUT}})
 
 
+def mlp_fixed_point(rounding: str = "half_up"):
+    """The README's fixed-point recipe (power-of-two scales, zero points 0) on the digits
+    MLP at W4A4: with the input on the pixel grid (x / 16), codes tie often, and FINN's
+    thresholds round ties up."""
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, hidden=[64, 64, 64])
+    data = build_dataset("digits", standardize_pixels=False)
+    fixed = {"power_of_two": True, "rounding": rounding}
+    plan = {
+        "bits": "w4a4",
+        "weight": {**fixed, "granularity": "per_tensor"},
+        "act": {**fixed, "symmetric": True},
+    }
+    quantized = quantize(model, plan)
+    calibrate(quantized, Batches(data.train, 64), num_batches=4)
+    return quantized.eval(), data.input_shape, data.sample_inputs(64)
+
+
 def lenet():
     """A small CNN with max pooling and no global pooling (FINN-ready as is)."""
     torch.manual_seed(0)
@@ -66,6 +84,7 @@ def espcn_x2_int4():
 DESIGNS = {
     "mlp_w4a4": lambda: mlp("w4a4"),
     "mlp_w2a2": lambda: mlp("w2a2"),
+    "mlp_fixed_point_w4a4": mlp_fixed_point,
     "lenet_w4a4": lenet,
     "small_cnn_w4a4": small_cnn,
     "espcn_x2_int4": espcn_x2_int4,

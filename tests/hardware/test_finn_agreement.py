@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from finn_designs import DESIGNS, TARGETS_FPS
+from finn_designs import DESIGNS, TARGETS_FPS, mlp_fixed_point
+from qdistill.data import build_dataset
 from qdistill.export import export_model
 from qdistill.hardware.estimate import DataflowTarget, estimate_dataflow
 from qdistill.hardware.finn_check import FinnEstimate, finn_estimate, finn_installed
@@ -61,3 +62,22 @@ def test_finn_accepts_the_export_agrees_and_computes_the_same(designs, name, tmp
         # FINN's execution of its hardware graph: qdistill's function up to float rounding
         outputs = finn.outputs.reshape(reference.shape)
         assert np.abs(outputs - reference).max() <= 1e-4 * max(np.abs(reference).max(), 1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not finn_installed(), reason="needs the fpga extra (finn-plus)")
+def test_fixed_point_design_with_half_up_rounding_is_bit_exact_in_finn(tmp_path):
+    """FINN's thresholds round ties up: with rounding half_up FINN computes qdistill's
+    function bit for bit on every test digit; rounding half to even, ties differ."""
+    test_inputs = torch.as_tensor(build_dataset("digits", standardize_pixels=False).test.x)
+    differences = {}
+    for rounding in ("half_up", "half_even"):
+        model, _, samples = mlp_fixed_point(rounding)
+        path = tmp_path / f"{rounding}.onnx"
+        export_model(model, path, "finn", samples)
+        with torch.no_grad():
+            reference = model(test_inputs.float()).numpy()
+        outputs = finn_estimate(path, 1000, inputs=test_inputs.float().numpy()).outputs
+        differences[rounding] = np.abs(outputs.reshape(reference.shape) - reference).max()
+    assert differences["half_up"] == 0.0
+    assert differences["half_even"] > 0.0

@@ -51,6 +51,11 @@ def check_hls4ml_compatible(model: nn.Module) -> None:
                     f"layer {layer.name!r}: {role} scales are not powers of two; quantize "
                     f"with {{{role if role == 'weight' else 'act'}: {{power_of_two: true}}}}"
                 )
+            if quant.half_up:
+                raise ExportError(
+                    f"layer {layer.name!r}: {role} rounds half up; the hls4ml check is "
+                    "bit-exact for rounding: half_even only"
+                )
             if np.any(quant.zero_point != 0):
                 raise ExportError(
                     f"layer {layer.name!r}: {role} zero point is not 0; use symmetric: true"

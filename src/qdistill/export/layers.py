@@ -26,6 +26,7 @@ class TensorQuant:
     axis: int | None
     binary: bool
     narrow: bool
+    half_up: bool = False  # ties round towards +inf (else to even)
 
     @property
     def signed(self) -> bool:
@@ -42,6 +43,7 @@ class TensorQuant:
             axis=q.axis,
             binary=q.binary,
             narrow=quantizer.spec.narrow_range,
+            half_up=q.half_up,
         )
 
 
@@ -87,9 +89,7 @@ def _export_layer(name: str, layer: QuantLayer) -> ExportLayer:
         weight = layer.weight.detach()
         q = layer.weight_quantizer.qparams(weight)
         weight_quant = TensorQuant.of(layer.weight_quantizer, q)
-        code_tensor = quantize_codes(
-            weight, q.scale, q.zero_point, q.q_min, q.q_max, q.axis, q.binary
-        )
+        code_tensor = quantize_codes(weight, *q)
         dequantized = layer.weight_quantizer(weight).detach().cpu().float().numpy()
         codes = code_tensor.cpu().numpy().astype(np.int64)
     bias_code_array = bias_scale_array = None

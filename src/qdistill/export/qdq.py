@@ -42,6 +42,11 @@ def check_qdq_supported(layers: list[ExportLayer]) -> None:
                     f"{', '.join(map(str, QDQ_BITS))}-bit integers only: use format qonnx "
                     "(any bit width) for this model"
                 )
+            if quant.half_up:
+                raise ExportError(
+                    f"layer {layer.name!r} rounds {role} half up; QuantizeLinear rounds ties "
+                    "to even: use format qonnx or finn, or quantize with rounding: half_even"
+                )
 
 
 def _typed(editor: GraphEditor, stem: str, quant: TensorQuant, values: np.ndarray) -> str:

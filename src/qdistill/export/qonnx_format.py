@@ -5,6 +5,11 @@ grid) feeding a Quant node, so a downstream tool re-derives the same integers; e
 quantized layer's input gets a Quant node with its learned scale and zero point.
 The graph is then cleaned (shape inference, constant folding that keeps the
 quantization nodes) with qonnx's own cleanup.
+
+A quantizer that rounds ties towards +inf (``rounding: half_up``) is written with
+rounding mode HALF_UP. FINN's thresholds compute exactly that whatever the mode says;
+qonnx's own executor rounds HALF_UP ties away from zero, which is the same for unsigned
+codes and differs only at exact negative ties of signed ones.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def _quant_node(
         domain=QONNX_DOMAIN,
         signed=int(quant.signed),
         narrow=int(quant.narrow and quant.signed),
-        rounding_mode="ROUND",
+        rounding_mode="HALF_UP" if quant.half_up else "ROUND",
     )
     return node, output
 

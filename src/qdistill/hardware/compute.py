@@ -49,7 +49,7 @@ def weight_codes(layer: QuantLayer) -> torch.Tensor | None:
         q = quantizer.qparams(weight)
     except RuntimeError:
         return None
-    codes = quantize_codes(weight, q.scale, q.zero_point, q.q_min, q.q_max, q.axis, q.binary)
+    codes = quantize_codes(weight, *q)
     zero_point_shape = [1] * codes.dim()
     if q.axis is not None:
         zero_point_shape[q.axis] = -1

@@ -20,7 +20,6 @@ from torch import nn
 from qdistill.errors import ConfigError
 from qdistill.quant.modules import QuantConvTranspose2d, QuantLayer, QuantLinear
 from qdistill.quant.qmath import bias_codes, bias_scale, quantize_codes
-from qdistill.quant.quantizer import QParams
 
 
 def _op_spec(layer: QuantLayer) -> tuple[str, dict]:
@@ -64,7 +63,7 @@ class IntegerLayer(nn.Module):
         if layer.weight_quantizer is not None:
             wq = layer.weight_quantizer.qparams(weight)
             self.weight_bits = layer.weight_quantizer.spec.bits
-            codes = quantize_codes(weight, *self._code_args(wq))
+            codes = quantize_codes(weight, *wq)
             self.register_buffer("weight_codes", codes.to(_code_dtype(self.weight_bits)))
             self.register_buffer("weight_scale", wq.scale.detach().clone().float())
             self.register_buffer("weight_zero_point", wq.zero_point.detach().clone())
@@ -81,6 +80,7 @@ class IntegerLayer(nn.Module):
             self.register_buffer("input_scale", iq.scale.detach().clone().float())
             self.register_buffer("input_zero_point", iq.zero_point.detach().clone())
             self.input_code_range = (iq.q_min, iq.q_max, iq.binary)
+            self.input_half_up = iq.half_up
             self.input_has_zero_point = not layer.input_quantizer.spec.symmetric
         else:
             self.act_bits = 32
@@ -92,10 +92,6 @@ class IntegerLayer(nn.Module):
             self.register_buffer("bias_codes", bias_codes(bias, scale))
             bias = None
         self.register_buffer("bias", bias)
-
-    @staticmethod
-    def _code_args(q: QParams) -> tuple:
-        return q.scale, q.zero_point, q.q_min, q.q_max, q.axis, q.binary
 
     def _output_scale(self, out: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
         """s_x * s_w laid out along the output-channel dimension of ``out``."""
@@ -111,7 +107,14 @@ class IntegerLayer(nn.Module):
         if self.input_code_range is not None:
             q_min, q_max, binary = self.input_code_range
             codes = quantize_codes(
-                x, self.input_scale, self.input_zero_point, q_min, q_max, None, binary
+                x,
+                self.input_scale,
+                self.input_zero_point,
+                q_min,
+                q_max,
+                None,
+                binary,
+                self.input_half_up,
             )
             x_int = (codes - self.input_zero_point).double()
             input_scale = self.input_scale

@@ -5,7 +5,9 @@ arithmetic is composed from vectorised tensor ops instead: ATen's CPU kernel rou
 element by element with ``nearbyint`` and measured 1.5-3.4x slower per forward and
 backward here (bench/qat_overhead.py). Both paths give bit-identical results:
 ``round(x * (1/s)) + z``, clipped to [q_min, q_max], then ``(q - z) * s``, with the
-gradient passed where the code was not clipped.
+gradient passed where the code was not clipped. With ``half_up`` the codes are
+``floor(x * (1/s) + 0.5)`` (ties towards +inf, as FINN's thresholds compare); the fused
+kernels only round half to even, so that rounding always takes the composed path.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ def _along(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tens
     return param.reshape(shape)
 
 
+def _round_(values: torch.Tensor, half_up: bool) -> torch.Tensor:
+    """Round in place: ties to even, or towards +inf with ``half_up``."""
+    return values.add_(0.5).floor_() if half_up else values.round_()
+
+
 class _ComposedFakeQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, scale, zero_point, q_min: int, q_max: int):
+    def forward(ctx, x, scale, zero_point, q_min: int, q_max: int, half_up: bool):
         # zero_point None means 0 (symmetric): two passes fewer.
-        codes = (x * (1.0 / scale)).round_()
+        codes = _round_(x * (1.0 / scale), half_up)
         if zero_point is not None:
             codes.add_(zero_point)
         clipped = codes.clamp(q_min, q_max)
@@ -39,7 +46,7 @@ class _ComposedFakeQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (inside,) = ctx.saved_tensors
-        return grad * inside, None, None, None, None
+        return grad * inside, None, None, None, None, None
 
 
 class _UnclippedFakeQuant(torch.autograd.Function):
@@ -47,12 +54,12 @@ class _UnclippedFakeQuant(torch.autograd.Function):
     clipped, so the straight-through gradient is the identity and no mask is kept."""
 
     @staticmethod
-    def forward(ctx, x, scale, q_min: int, q_max: int):
-        return (x * (1.0 / scale)).round_().clamp_(q_min, q_max).mul_(scale)
+    def forward(ctx, x, scale, q_min: int, q_max: int, half_up: bool):
+        return _round_(x * (1.0 / scale), half_up).clamp_(q_min, q_max).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 class BinaryFakeQuant(torch.autograd.Function):
@@ -83,6 +90,7 @@ def fake_quantize(
     axis: int | None = None,
     fused: bool | None = None,
     covers_range: bool = False,
+    half_up: bool = False,
 ) -> torch.Tensor:
     """Fake-quantize ``x`` per tensor (axis None) or per channel along ``axis``.
 
@@ -90,21 +98,63 @@ def fake_quantize(
     ``covers_range`` promises that the scale was derived from ``x``'s own max |x| with
     a zero zero point, so nothing clips (a faster CPU path, same result).
     ``fused`` forces (True) or avoids (False) PyTorch's fused kernels; by default they
-    are used on CUDA only.
+    are used on CUDA only (never with ``half_up``: they round ties to even).
     """
     if fused is None:
         fused = x.is_cuda
-    if fused:
+    if fused and not half_up:
         if zero_point is None:
             zero_point = torch.zeros(scale.shape, dtype=torch.int32, device=scale.device)
         if axis is None:
             return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
         return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, q_min, q_max)
     if covers_range and zero_point is None:
-        return _UnclippedFakeQuant.apply(x, _along(scale, x, axis), q_min, q_max)
+        return _UnclippedFakeQuant.apply(x, _along(scale, x, axis), q_min, q_max, half_up)
     if zero_point is not None:
         zero_point = _along(zero_point, x, axis).to(x.dtype)
-    return _ComposedFakeQuant.apply(x, _along(scale, x, axis), zero_point, q_min, q_max)
+    return _ComposedFakeQuant.apply(x, _along(scale, x, axis), zero_point, q_min, q_max, half_up)
+
+
+class _LearnedHalfUpFakeQuant(torch.autograd.Function):
+    """LSQ fake quantization with ties rounded towards +inf. The gradients are those of
+    ``torch._fake_quantize_learnable_*`` (which only round half to even): straight
+    through inside the range; d/ds = (q - z) - x/s inside and q_min/max - z at the
+    clip, scaled by ``grad_factor``."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, q_min: int, q_max: int, grad_factor: float):
+        ratio = x * (1.0 / scale)
+        codes = _round_(ratio.clone(), half_up=True).add_(zero_point)
+        clipped = codes.clamp(q_min, q_max)
+        inside = codes.eq(clipped)
+        ctx.save_for_backward(ratio, clipped.sub_(zero_point), inside, scale)
+        ctx.grad_factor = grad_factor
+        return clipped * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        ratio, centred, inside, scale = ctx.saved_tensors
+        grad_x = grad * inside
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            d_scale = torch.where(inside, centred - ratio, centred)
+            grad_scale = (grad * d_scale * ctx.grad_factor).sum_to_size(scale.shape)
+        return grad_x, grad_scale, None, None, None, None
+
+
+def learned_fake_quantize_half_up(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    q_min: int,
+    q_max: int,
+    axis: int | None,
+    grad_factor: float,
+) -> torch.Tensor:
+    """LSQ fake quantization (learned ``scale``) rounding ties towards +inf."""
+    return _LearnedHalfUpFakeQuant.apply(
+        x, _along(scale, x, axis), _along(zero_point, x, axis), q_min, q_max, grad_factor
+    )
 
 
 def binary_fake_quantize(x: torch.Tensor, scale: torch.Tensor, axis: int | None) -> torch.Tensor:

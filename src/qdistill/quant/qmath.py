@@ -78,12 +78,15 @@ def quantize_codes(
     q_max: int,
     axis: int | None = None,
     binary: bool = False,
+    half_up: bool = False,
 ) -> torch.Tensor:
-    """Integer codes of ``x`` (as an int32 tensor), identical to fake quantization's."""
+    """Integer codes of ``x`` (as an int32 tensor), identical to fake quantization's;
+    ties round to even, or towards +inf with ``half_up``."""
     if binary:
         return torch.where(x >= 0, 1, -1).to(torch.int32)
-    inv_scale = 1.0 / _broadcast(scale.float(), x, axis)
-    codes = torch.round(x * inv_scale) + _broadcast(zero_point, x, axis)
+    ratio = x * (1.0 / _broadcast(scale.float(), x, axis))
+    rounded = torch.floor(ratio + 0.5) if half_up else torch.round(ratio)
+    codes = rounded + _broadcast(zero_point, x, axis)
     return torch.clamp(codes, q_min, q_max).to(torch.int32)
 
 

@@ -19,7 +19,11 @@ import torch
 from torch import nn
 
 from qdistill.errors import ConfigError
-from qdistill.quant.kernels import binary_fake_quantize, fake_quantize
+from qdistill.quant.kernels import (
+    binary_fake_quantize,
+    fake_quantize,
+    learned_fake_quantize_half_up,
+)
 from qdistill.quant.observers import (
     batch_range,
     channels_first,
@@ -41,6 +45,7 @@ class QParams(NamedTuple):
     q_max: int
     axis: int | None  # channel axis, None when per tensor
     binary: bool  # codes are {-1, +1}: x_hat = scale * code
+    half_up: bool = False  # ties round towards +inf (else to even)
 
 
 class FakeQuantizer(nn.Module):
@@ -208,7 +213,9 @@ class FakeQuantizer(nn.Module):
                 raise RuntimeError("quantizer has no range yet: calibrate or train the model first")
             scale = self._learned_scale().detach() if self.learned else self.scale.detach()
             zero_point = self.zero_point
-        return QParams(scale, zero_point, self.q_min, self.q_max, self.axis, self.binary)
+        return QParams(
+            scale, zero_point, self.q_min, self.q_max, self.axis, self.binary, self.spec.half_up
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._should_observe():
@@ -236,7 +243,14 @@ class FakeQuantizer(nn.Module):
             zero_point = None
         covers = self.role == "weight" and self.spec.symmetric and self.spec.range == "minmax"
         return fake_quantize(
-            x, scale, zero_point, self.q_min, self.q_max, self.axis, covers_range=covers
+            x,
+            scale,
+            zero_point,
+            self.q_min,
+            self.q_max,
+            self.axis,
+            covers_range=covers,
+            half_up=self.spec.half_up,
         )
 
     def _learned_scale(self) -> torch.Tensor:
@@ -254,6 +268,10 @@ class FakeQuantizer(nn.Module):
         # LSQ gradient scaling: 1 / sqrt(elements per scale * q_max).
         grad_factor = 1.0 / math.sqrt(x.numel() / scale.numel() * max(self.q_max, 1))
         zero_point = self.zero_point.float()
+        if self.spec.half_up:
+            return learned_fake_quantize_half_up(
+                x, scale, zero_point, self.q_min, self.q_max, self.axis, grad_factor
+            )
         if self.axis is None:
             return torch._fake_quantize_learnable_per_tensor_affine(
                 x, scale, zero_point, self.q_min, self.q_max, grad_factor
@@ -268,4 +286,5 @@ class FakeQuantizer(nn.Module):
         return (
             f"{self.role}, bits={self.spec.bits}, {sign} {kind}, {self.spec.granularity}, "
             f"range={self.spec.range}, symmetric={self.spec.symmetric}"
+            + (", rounding=half_up" if self.spec.half_up else "")
         )

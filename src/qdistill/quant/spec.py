@@ -18,6 +18,7 @@ from qdistill.quant.qmath import integer_range
 VALID_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 16)
 Granularity = Literal["per_tensor", "per_channel"]
 RangeMethod = Literal["minmax", "ema", "percentile", "mse", "learned"]
+Rounding = Literal["half_even", "half_up"]
 _WEIGHT_RANGES = ("minmax", "mse", "learned")
 _ACT_RANGES = ("minmax", "ema", "percentile", "learned")
 _FLOAT_WORDS = ("float", "fp32", "none", "off")
@@ -49,6 +50,9 @@ class QuantizerSpec:
     percentile: float = 99.99
     # Scales restricted to powers of two, as fixed-point FPGA flows (hls4ml, FINN) need.
     power_of_two: bool = False
+    # Where x / s lies exactly halfway between two codes: half_even as PyTorch and
+    # onnxruntime round; half_up (towards +inf) as FINN's thresholds compare (x >= t).
+    rounding: Rounding = "half_even"
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
@@ -60,6 +64,8 @@ class QuantizerSpec:
             raise ConfigError(
                 f"range {self.range!r} is unknown; use minmax, ema, percentile, mse or learned"
             )
+        if self.rounding not in ("half_even", "half_up"):
+            raise ConfigError(f"rounding {self.rounding!r} is unknown; use half_even or half_up")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum {self.momentum} must be in [0, 1)")
         if not 50.0 < self.percentile <= 100.0:
@@ -67,6 +73,10 @@ class QuantizerSpec:
 
     def integer_range(self, signed: bool) -> tuple[int, int]:
         return integer_range(self.bits, signed, self.narrow_range)
+
+    @property
+    def half_up(self) -> bool:
+        return self.rounding == "half_up"
 
     def is_binary(self, signed: bool) -> bool:
         return self.bits == 1 and signed and self.symmetric
