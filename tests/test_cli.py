@@ -299,10 +299,22 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
     assert code == 0 and report["fps"] > 20000 and report["units"][1]["kind"] == "mvau"
     pynq = next(b for b in report["boards"] if b["board"] == "pynq-z2")
     assert pynq["fits"] and pynq["utilisation"]["lut"] <= 1.0
+    # the same model's QONNX export estimates the same design
+    qonnx, plain = tmp_path / "q.onnx", tmp_path / "float.onnx"
+    for path, fmt in ((qonnx, "qonnx"), (plain, "onnx")):
+        run_cli(monkeypatch, capsys, "export", str(qckpt), "--format", fmt, "--out", str(path))
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "hardware", str(qonnx), "--board", "pynq-z2", "--json"
+    )
+    from_file = json.loads(out)
+    assert code == 0 and from_file["fps"] == report["fps"]
+    assert [u["cycles"] for u in from_file["units"]] == [u["cycles"] for u in report["units"]]
+    assert from_file["total"] == report["total"]
     folding = tmp_path / "folding.yaml"
     folding.write_text("features.1: {PE: 4}\n")
     catalogue = tmp_path / "boards.yaml"
     catalogue.write_text("boards: [\n")
+    catalogue.with_suffix(".onnx").write_bytes(b"\x00garbage")
     cases = [
         (["hardware", str(float_ckpt)], "holds a float model"),
         (["hardware", str(qckpt), "--board", "pynq"], "unknown board 'pynq'"),
@@ -311,7 +323,9 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
         (["hardware", str(qckpt), "--processor", "cpu=fast"], "--processor takes NAME=FPS"),
         (["hardware", str(qckpt), "--folding", str(folding)], "PE=4 must divide 30"),
         (["hardware", str(qckpt), "--clock-mhz", "0"], "clock must be positive"),
-        (["hardware", str(tmp_path / "model.onnx")], "is an ONNX file"),
+        (["hardware", str(tmp_path / "model.onnx")], "is not a readable ONNX file"),
+        (["hardware", str(catalogue.with_suffix(".onnx"))], "is not a readable ONNX file"),
+        (["hardware", str(plain)], "not a quantized QONNX model"),
         (["hardware", str(qckpt), "--input-shape", "1,8"], "does not fit"),
         # the standardised digits input quantizes with a non-zero zero point: FINN refuses it
         (

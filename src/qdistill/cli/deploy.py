@@ -64,7 +64,10 @@ def benchmark(
 
 @app.command()
 def hardware(
-    checkpoint: Annotated[Path, typer.Argument(help="Quantized checkpoint written by qdistill.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(help="Quantized checkpoint written by qdistill, or a QONNX file (.onnx)."),
+    ],
     fps: Annotated[
         float | None, typer.Option(help="Target frames per second (fold to reach it).")
     ] = None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from qdistill.console import console
 from qdistill.data import build_dataset
@@ -24,6 +25,7 @@ from qdistill.experiment.stages.mixed_precision import (
 from qdistill.experiment.stages.quantize import quantize_calibrated
 from qdistill.experiment.stages.training import train_with_validation
 from qdistill.export import ExportReport, export_model
+from qdistill.export.qonnx_import import import_qonnx
 from qdistill.hardware.benchmark import cpu_throughput
 from qdistill.hardware.boards import load_catalogue
 from qdistill.hardware.dataflow import dataflow_units
@@ -224,32 +226,16 @@ def hardware_checkpoint(
     processor_fps: dict[str, float] | None = None,
     hls4ml_reuse: int | None = None,
 ) -> CostReport:
-    """The dataflow estimate of a quantized checkpoint and its economics: folded to
-    ``target.fps`` when given, else to the fastest design that fits ``board``; CPU
-    throughput measured here with ``measure_cpu``, other processors' as given."""
-    if checkpoint.suffix == ".onnx":
-        raise ConfigError(
-            f"{checkpoint} is an ONNX file; qdistill hardware estimates a qdistill checkpoint "
-            "(the .safetensors the export was made from)"
-        )
+    """The dataflow estimate of a quantized checkpoint (or QONNX file) and its economics:
+    folded to ``target.fps`` when given, else to the fastest design that fits ``board``;
+    CPU throughput measured here with ``measure_cpu``, other processors' as given."""
     catalogue = load_catalogue(catalogue_path)
     if not 0 < utilisation <= 1:
         raise ConfigError(f"--utilisation must be in (0, 1], got {utilisation}")
     chosen = catalogue.board(board) if board else None  # unknown names fail before loading
     for name in processor_fps or {}:
         catalogue.processor(name)
-    model, metadata = load_model(checkpoint)
-    if not is_quantized(model):
-        raise ConfigError(
-            f"{checkpoint} holds a float model; the dataflow estimate needs a quantized one "
-            "(qdistill quantize ... first)"
-        )
-    input_shape = input_shape or tuple(metadata["input_shape"])
-    if len(input_shape) != len(metadata["input_shape"]) or min(input_shape) < 1:
-        raise ConfigError(
-            f"--input-shape {list(input_shape)} does not fit {checkpoint}, whose inputs are "
-            f"{list(metadata['input_shape'])}"
-        )
+    model, input_shape = _quantized_model(checkpoint, input_shape)
     if target.fps is None and chosen is not None:
         target = dataclasses.replace(target, fit_within=board_budget(chosen, utilisation))
     units = dataflow_units(model, input_shape)
@@ -262,6 +248,33 @@ def hardware_checkpoint(
     if hls4ml_reuse is not None:
         report.hls4ml = hls4ml_view(units, hls4ml_reuse)
     return report
+
+
+def _quantized_model(
+    path: Path, input_shape: tuple[int, ...] | None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """The quantized model in a checkpoint or a QONNX file (.onnx), and the input shape
+    to estimate it at (``input_shape``, else the one it was made for)."""
+    if path.suffix == ".onnx":
+        imported = import_qonnx(path)
+        model, made_for = imported.model, imported.input_shape
+        if made_for is None and input_shape is None:
+            raise ConfigError(f"{path} has no fixed input shape; give --input-shape C,H,W")
+    else:
+        model, metadata = load_model(path)
+        made_for = tuple(metadata["input_shape"])
+        if not is_quantized(model):
+            raise ConfigError(
+                f"{path} holds a float model; the dataflow estimate needs a quantized one "
+                "(qdistill quantize ... first)"
+            )
+    input_shape = input_shape or made_for
+    if min(input_shape) < 1 or (made_for is not None and len(input_shape) != len(made_for)):
+        raise ConfigError(
+            f"--input-shape {list(input_shape)} does not fit {path}, whose inputs are "
+            f"{list(made_for)}"
+        )
+    return model, input_shape
 
 
 def sensitivity_checkpoint(

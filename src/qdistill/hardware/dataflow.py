@@ -66,8 +66,9 @@ PASS_THROUGH_FUNCTIONS = {"getattr", "size", "dim", "contiguous"}
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        quantized = isinstance(module, (QuantLayer, QuantPooling))
-        return quantized or super().is_leaf_module(module, qualified_name)
+        # subclasses of the absorbed modules (a BatchNorm read from ONNX) stay whole too
+        whole = isinstance(module, (QuantLayer, QuantPooling, *ABSORBED_MODULES))
+        return whole or super().is_leaf_module(module, qualified_name)
 
 
 # The shapes are learned by running the model once on zeros: bound what that allocates
