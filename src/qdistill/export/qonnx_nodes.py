@@ -32,7 +32,8 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
 
 
 def node_error(source: str, node: onnx.NodeProto, why: str) -> QonnxImportError:
-    return QonnxImportError(f"{source}: node {node.name or '?'} ({node.op_type}) {why}")
+    name = node.name or (f"-> {node.output[0]}" if node.output else "?")
+    return QonnxImportError(f"{source}: node {name} ({node.op_type}) {why}")
 
 
 @dataclass(frozen=True)
