@@ -18,6 +18,6 @@ def test_demo_digits_meets_targets(tmp_path):
     assert teacher - rows["qat-w4a4"] <= 1.5
     assert rows["qat-w2a2"] > rows["ptq-w2a2"] + 10
     for record in outcome.records:
-        metrics = record["metrics"]
+        metrics = record.metrics
         if "test_acc_integer" in metrics:
             assert abs(metrics["test_acc_integer"] - metrics["test_acc"]) <= 0.3
