@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -125,6 +126,20 @@ def test_bad_inputs_exit_2_with_one_line(monkeypatch, capsys, tmp_path, float_ck
     for args, pattern in cases:
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert_user_error(code, err, pattern)
+
+
+def test_a_name_cannot_lead_outside_the_output_folder(monkeypatch, capsys, tmp_path):
+    shipped = (Path(__file__).parents[1] / "configs" / "demo-digits.yaml").read_text()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in ("../../escape", str(tmp_path / "absolute")):
+        config = work / "hostile.yaml"
+        config.write_text(shipped.replace("name: demo-digits", f"name: {name}", 1))
+        code, _, err = run_cli(monkeypatch, capsys, "run", str(config))
+        assert_user_error(code, err, "becomes part of file and folder names")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert sorted(p.name for p in work.iterdir()) == ["hostile.yaml"]
 
 
 def test_corrupt_checkpoint(monkeypatch, capsys, tmp_path, float_ckpt):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from qdistill.errors import ConfigError
 
@@ -25,3 +27,20 @@ def located_errors() -> Iterator[None]:
         yield
     except ConfigError as err:
         raise ValueError(str(err)) from None
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,99}")
+
+
+def _file_name(name: str) -> str:
+    if not _FILE_NAME.fullmatch(name):
+        raise ValueError(
+            f"name {name!r} becomes part of file and folder names: start with a letter or "
+            "digit and use only letters, digits and . _ + = - (at most 100 characters)"
+        )
+    return name
+
+
+# A name that becomes part of output paths (an experiment, a student): no separators, no
+# leading dot, so it can never leave the output folder.
+FileName = Annotated[str, AfterValidator(_file_name)]

@@ -62,6 +62,10 @@ def test_run_ids_are_stable_and_depend_on_the_recipe(tiny_config):
         (lambda c: c["students"][1].update(name="ptq"), "unique"),
         (lambda c: c["teacher"]["train"].update(epochs=-1), "teacher.train.epochs"),
         (lambda c: c.pop("teacher"), "teacher: Field required"),
+        (lambda c: c["students"][0].update(name="../../x"), "students.0.name: .*file and folder"),
+        (lambda c: c["students"][0].update(name="a/b"), "students.0.name"),
+        (lambda c: c.update(name="/tmp/abs"), "name: .*start with a letter or digit"),
+        (lambda c: c.update(name=".hidden"), "name: .*start with a letter or digit"),
     ],
 )
 def test_invalid_experiments_name_the_key(tiny_config, mutate, message):

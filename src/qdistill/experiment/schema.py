@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from qdistill.config import StrictConfig, located_errors
+from qdistill.config import FileName, StrictConfig, located_errors
 from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import distillation_of
@@ -159,7 +159,7 @@ class EvaluationConfig(StrictConfig):
 
 
 class ExperimentConfig(StrictConfig):
-    name: str = Field(min_length=1)
+    name: FileName
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal["cpu", "cuda", "auto"] = "cpu"

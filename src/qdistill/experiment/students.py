@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from qdistill.config import StrictConfig, located_errors
+from qdistill.config import FileName, StrictConfig, located_errors
 from qdistill.distill import DistillConfig, QKDPhases
 from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import (
@@ -133,7 +133,7 @@ def _set_path(recipe: list[Any], path: str, value: Any) -> None:
 
 
 class StudentConfig(StrictConfig):
-    name: str = Field(min_length=1)
+    name: FileName
     method: Method | None = None
     recipe: list[Any] | None = None  # the stages, instead of a method
     sweep: dict[str, list[Any]] | None = None  # recipe fields to sweep
