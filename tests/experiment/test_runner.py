@@ -5,6 +5,7 @@ from importlib import metadata
 import pytest
 import torch
 
+from qdistill.errors import ConfigError
 from qdistill.experiment import ResultsStore, parse_experiment, run_experiment
 from qdistill.models import load_model
 from qdistill.report import summarize, write_report
@@ -154,3 +155,20 @@ def test_experiment_exports_and_benchmarks_selected_runs(tmp_path, tiny_config):
     again = run_experiment(config, tmp_path)  # nothing changed: results are reused
     assert all(e.reused for e in again.exports if e.passed)
     assert again.benchmarks[0].measurement == bench.measurement
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"export": {"runs": ["qat", "nope"], "formats": ["onnx"]}},
+        {"benchmark": {"runs": ["ptq-w9a9"]}},
+        {"hardware": {"targets": [{"fps": 1000, "runs": ["smal"]}]}},
+    ],
+)
+def test_blocks_naming_no_run_fail_before_anything_is_written(tmp_path, tiny_config, block):
+    tiny_config.update(block)
+    with pytest.raises(
+        ConfigError, match=r"\.runs names no planned run: \['(nope|ptq-w9a9|smal)'\]"
+    ):
+        run_experiment(parse_experiment(tiny_config), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import Recipe, RunLabels
 from qdistill.experiment.schema import ExperimentConfig
 from qdistill.experiment.students import StudentConfig, Variant
@@ -117,3 +118,21 @@ def _student_run(
         config=variant.identity,
         compare_to=student.compare_to,
     )
+
+
+def check_selections(config: ExperimentConfig, runs: list[Run]) -> None:
+    """Every run an export, benchmark or hardware block names is planned (a run name such
+    as ``ptq-w4a4`` or a student's name); checked before anything runs or is written."""
+    known = {run.name for run in runs} | {run.group for run in runs}
+    blocks = {"export": config.export, "benchmark": config.benchmark, "hardware": config.hardware}
+    for key, block in blocks.items():
+        if block is None:
+            continue
+        named = [*block.runs, *(n for t in getattr(block, "targets", []) for n in t.runs)]
+        unknown = sorted(set(named) - known)
+        if unknown:
+            students = sorted({run.group for run in runs})
+            raise ConfigError(
+                f"{key}.runs names no planned run: {unknown}; use a student name "
+                f"({', '.join(students)}) or a run name such as {runs[-1].name!r}"
+            )

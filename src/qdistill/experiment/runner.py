@@ -17,7 +17,7 @@ from qdistill.data import build_dataset
 from qdistill.experiment.context import RunContext, resolve_device
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord, benchmark_runs, export_runs
 from qdistill.experiment.hardware import HardwareRecord, estimate_runs
-from qdistill.experiment.planner import SPEC_VERSION, TEACHER, Run, plan_runs
+from qdistill.experiment.planner import SPEC_VERSION, TEACHER, Run, check_selections, plan_runs
 from qdistill.experiment.recipe import recipe_title
 from qdistill.experiment.record import RunRecord, StageRecord
 from qdistill.experiment.schema import ExperimentConfig
@@ -177,6 +177,7 @@ def run_experiment(
     out_dir = Path(out_dir)
     store = ResultsStore(out_dir / "results.jsonl")
     runs = plan_runs(config)
+    check_selections(config, runs)
     done = set() if force else store.completed_ids()
     ctx = _prepare(config, out_dir)
     to_do = sum(run.run_id not in done for run in runs)
