@@ -338,7 +338,7 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
         (["hardware", str(qckpt), "--processor", "cpu=fast"], "--processor takes NAME=FPS"),
         (["hardware", str(qckpt), "--folding", str(folding)], "PE=4 must divide 30"),
         (["hardware", str(qckpt), "--clock-mhz", "0"], "clock must be positive"),
-        (["hardware", str(tmp_path / "model.onnx")], "is not a readable ONNX file"),
+        (["hardware", str(tmp_path / "model.onnx")], "does not exist"),
         (["hardware", str(catalogue.with_suffix(".onnx"))], "is not a readable ONNX file"),
         (["hardware", str(plain)], "not a quantized QONNX model"),
         (["hardware", str(qckpt), "--input-shape", "1,8"], "does not fit"),
@@ -353,3 +353,17 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
     for args, pattern in cases:
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert_user_error(code, err, pattern)
+
+
+def test_ctrl_c_says_finished_runs_are_kept(monkeypatch, capsys, tmp_path, tiny_yaml):
+    import qdistill.experiment.runner as runner
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "execute_run", interrupted)
+    out = tmp_path / "out"
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--out", str(out))
+    assert code == 130
+    assert err.strip() == "interrupted; finished runs are kept in results.jsonl"
+    assert not (out / ".qdistill.lock").exists()

@@ -32,5 +32,14 @@ class NonFiniteLossError(QdistillError):
     """Training produced a NaN or infinite loss and was stopped."""
 
 
+class DivergenceError(QdistillError):
+    """Training diverged: the loss exploded against its start, or the model ended no
+    better than chance."""
+
+
 class ShapeMismatchError(QdistillError):
     """Two tensors or models that must agree in shape do not."""
+
+
+class OutputError(QdistillError):
+    """An output location cannot be written: not a folder, no permission, disk full."""

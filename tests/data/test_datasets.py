@@ -99,3 +99,24 @@ def test_augmentation_shifts_and_noise_are_seeded():
     assert Augmentation().describe() == "none" and not Augmentation().active
     with pytest.raises(ValueError):
         Augmentation(shift=-1)
+
+
+def test_idx_readers_refuse_damaged_files_with_one_clear_error(tmp_path, fake_mnist):
+    import gzip
+
+    fake_mnist(tmp_path, compress=True)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    good = images.read_bytes()
+    images.write_bytes(good[: len(good) // 2])  # a download cut short
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        read_idx(images)
+    with gzip.open(images, "wb") as handle:  # a header announcing 60000^3 bytes
+        handle.write(bytes([0, 0, 0x08, 3]) + (60000).to_bytes(4, "big") * 3)
+    with pytest.raises(DatasetError, match="qdistill reads IDX files of at most"):
+        read_idx(images)
+    images.write_bytes(good)
+    fake_mnist.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.full(24, 11, np.uint8), True)
+    with pytest.raises(DatasetError, match=r"train labels range 11..11 but it has 10 classes"):
+        build_dataset("mnist", root=str(tmp_path))
+    with pytest.raises(DatasetError, match="empty val split"):
+        build_dataset("digits", val_fraction=0.0)

@@ -128,3 +128,20 @@ def test_bundled_photos_eval_crop():
     assert [p.hr.shape for p in data.train] == [p.hr.shape for p in full.train]
     with pytest.raises(DatasetError, match="eval_crop 3 is too small"):
         build_dataset("photos", scale=2, eval_crop=3)
+
+
+def test_images_are_bounded_in_pixels_and_below_the_scale_refused(folders, tmp_path, monkeypatch):
+    from qdistill.data import images
+
+    train = folders[0]
+    big = tmp_path / "big"
+    big.mkdir()
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(big / "wide.png")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100_000)
+    with pytest.raises(DatasetError, match=r"400x300 pixels; qdistill reads images of at most"):
+        build_dataset("sr_folder", train=str(train), test=str(big))
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(np.zeros((2, 5, 3), np.uint8)).save(tiny / "thin.png")
+    with pytest.raises(DatasetError, match=r"\(2, 5\) pixels, smaller than the scale 3"):
+        build_dataset("sr_folder", train=str(train), test=str(tiny), scale=3, lr_patch=4)

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qdistill.data import Augmentation, Batches
@@ -209,3 +210,25 @@ def test_qkd_phase_combinations_run(models, digits, combination):
 def test_qkd_needs_a_phase():
     with pytest.raises(ValueError):
         QKDPhases()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(b"not a safetensors file"),
+        lambda path: save_file({"outputs": torch.zeros(5, 10)}, str(path)),
+        lambda path: save_file({"other": torch.zeros(3)}, str(path)),
+        lambda path: save_file({"outputs": torch.full((1169, 10), float("nan"))}, str(path)),
+    ],
+    ids=["garbage", "wrong-count", "wrong-key", "nan"],
+)
+def test_a_damaged_cache_file_is_rebuilt_with_a_warning(models, digits, tmp_path, capsys, damage):
+    teacher, _student = models
+    good = TeacherOutputCache.build(teacher, digits.train, directory=tmp_path)
+    (path,) = tmp_path.glob("teacher-outputs-*.safetensors")
+    damage(path)
+    again = TeacherOutputCache.build(teacher, digits.train, directory=tmp_path)
+    assert torch.equal(again.outputs, good.outputs)
+    assert "computing it again" in capsys.readouterr().out
+    assert len(load_file(str(path))["outputs"]) == len(digits.train)  # repaired on disk
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left

@@ -5,7 +5,7 @@ from importlib import metadata
 import pytest
 import torch
 
-from qdistill.errors import ConfigError
+from qdistill.errors import ConfigError, DivergenceError
 from qdistill.experiment import ResultsStore, parse_experiment, run_experiment
 from qdistill.models import load_model
 from qdistill.report import summarize, write_report
@@ -172,3 +172,16 @@ def test_blocks_naming_no_run_fail_before_anything_is_written(tmp_path, tiny_con
     ):
         run_experiment(parse_experiment(tiny_config), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("lr", "reason"), [(1000.0, "loss exploded"), (1e-9, "no better than chance")]
+)
+def test_a_teacher_that_learned_nothing_is_refused_and_never_cached(
+    tmp_path, tiny_config, lr, reason
+):
+    tiny_config["teacher"]["train"]["optimizer"]["lr"] = lr
+    with pytest.raises(DivergenceError, match=reason):
+        run_experiment(parse_experiment(tiny_config), tmp_path)
+    assert not list(tmp_path.rglob("*.safetensors"))
+    assert not (tmp_path / "results.jsonl").exists()

@@ -261,3 +261,23 @@ def test_torchvision_models_export_to_qdq(tmp_path, name):
     calibrate(model, [x])
     report = export_model(model.eval(), tmp_path / f"{name}.onnx", "onnx-qdq", x)
     assert report.passed and report.comparison.agreement == 1.0
+
+
+def test_integer_formats_refuse_models_with_float_leftovers(tmp_path):
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    with pytest.warns(UserWarning, match="stay float"):
+        model = quantize(Recurrent(), "w8a8")
+    x = torch.randn(4, 5, 8)
+    calibrate(model, [x])
+    for fmt in ("onnx-qdq", "qonnx"):
+        with pytest.raises(ExportError, match=r"would claim integer.*lstm.weight_ih_l0"):
+            export_model(model, tmp_path / f"{fmt}.onnx", fmt, x)
+    assert not list(tmp_path.iterdir())

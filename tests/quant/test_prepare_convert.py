@@ -219,3 +219,41 @@ def test_integer_bias_lies_on_the_accumulator_grid():
     assert float_bias.quantized_bias() is float_bias.bias
     weights_only = quantize(nn.Linear(6, 3), "w4")  # no accumulator grid without an input scale
     assert not weights_only.layer_spec.integer_bias
+
+
+class _Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.norm = nn.LayerNorm(16)
+        self.scale = nn.Parameter(torch.ones(16))  # a raw parameter in the computation
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.norm(self.lstm(x)[0][:, -1]) * self.scale)
+
+
+def test_parameters_no_rule_can_quantize_are_named_loudly_or_refused():
+    from qdistill.quant import UnquantizedWarning, unquantized_parameters
+
+    with pytest.warns(UnquantizedWarning, match=r"scale, lstm.weight_ih_l0") as caught:
+        model = quantize(_Recurrent(), "w8a8")
+    assert "norm" not in str(caught[0].message)  # normalisation stays float by design
+    assert unquantized_parameters(model)[0] == "scale"
+    with pytest.raises(ConfigError, match=r"stay float.*strict=True"):
+        quantize(_Recurrent(), "w8a8", strict=True)
+    attention = nn.MultiheadAttention(16, 2)
+    with pytest.warns(UnquantizedWarning, match=r"in_proj_weight.*out_proj.weight"):
+        quantize(_Attention(attention), "w8a8")
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    assert unquantized_parameters(quantize(plain, "w4a4", strict=True)) == []
+
+
+class _Attention(nn.Module):
+    def __init__(self, attention):
+        super().__init__()
+        self.attention = attention
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.head(self.attention(x, x, x)[0])

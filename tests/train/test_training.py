@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from qdistill.data import Batches
-from qdistill.errors import CheckpointError, NonFiniteLossError
+from qdistill.errors import CheckpointError, DivergenceError, NonFiniteLossError
 from qdistill.metrics import evaluate_classifier, top1_accuracy
 from qdistill.train import (
     ScheduleConfig,
@@ -63,6 +63,23 @@ def test_nan_loss_stops_with_clear_error_and_keeps_earlier_checkpoints(digits, t
         )
     _, meta = load_checkpoint(tmp_path / "last.safetensors")
     assert meta["epoch"] == 1
+
+
+def test_a_finite_exploding_loss_is_divergence_and_a_rising_one_is_not(digits):
+    def scaled(factors):
+        steps = iter(factors)
+
+        def loss_fn(m, batch):
+            x, y = batch
+            return nn.functional.cross_entropy(m(x), y) * next(steps)
+
+        return loss_fn
+
+    batches, config = Batches(digits.train, 64), TrainConfig(epochs=1)
+    with pytest.raises(DivergenceError, match=r"loss exploded to .* at epoch 1 step 3"):
+        fit(_mlp(), batches, config, loss_fn=scaled([1, 10, 1e4] + [1] * 30), quiet=True)
+    # a loss that starts tiny (a fine-tuned model) may grow to ordinary values
+    fit(_mlp(), batches, config, loss_fn=scaled([1e-4] + [100] * 30), quiet=True)
 
 
 def test_gradient_accumulation_matches_one_large_batch():

@@ -2,21 +2,53 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Annotated, Any
 
 import typer
 import yaml
+from typer.core import TyperGroup
 
-from qdistill.console import console
-from qdistill.errors import ConfigError
+from qdistill.console import console, error_console
+from qdistill.errors import ConfigError, QdistillError
+from qdistill.paths import explain_os_error
+
+state = {"debug": False}
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    error_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+class Commands(TyperGroup):
+    """Runs a command; user errors, file-system errors and Ctrl-C end in one line."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            error_console.print("interrupted; finished runs are kept in results.jsonl")
+            raise typer.Exit(130) from None
+        except (QdistillError, OSError, EOFError) as err:
+            if state["debug"]:
+                raise
+            if isinstance(err, QdistillError):
+                raise _fail(str(err), 2) from None
+            if isinstance(err, EOFError):
+                raise _fail(f"a file ended early ({err or 'truncated'}); replace it", 2) from None
+            if err.errno == errno.EPIPE:
+                raise
+            raise _fail(explain_os_error(err), 2) from None
+
 
 app = typer.Typer(
+    cls=Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Quantize, distil and measure neural networks for real hardware.",
 )
-state = {"debug": False}
 
 
 def _print_version(value: bool) -> None:

@@ -11,6 +11,7 @@ import typer
 from qdistill.cli.app import app, int_list, key_values
 from qdistill.console import console
 from qdistill.errors import ConfigError
+from qdistill.paths import writable_folder
 
 
 @app.command()
@@ -50,6 +51,7 @@ def benchmark(
     from qdistill.experiment.commands import benchmark_checkpoint
     from qdistill.report.benchmark import benchmark_table, write_benchmark_report
 
+    writable_folder(out)
     chosen = tuple(b.strip() for b in backends.split(",")) if backends else None
     measurement = benchmark_checkpoint(
         checkpoint, chosen, int_list(batch_sizes, "--batch-sizes"), repeats, time_limit

@@ -9,6 +9,7 @@ Nothing is downloaded.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +24,41 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+MAX_IDX_BYTES = 2**31  # 2 GiB; the MNIST training images are 47 MB
 # IDX type codes -> numpy dtypes (big-endian, as the format stores them).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (optionally gzip-compressed) into a numpy array."""
+    """Read one IDX file (optionally gzip-compressed) into a numpy array. The header is
+    checked first: no more than it announces (and at most MAX_IDX_BYTES) is read, so a
+    crafted file cannot make the reader decompress or allocate without bound."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            data = handle.read()
-    except OSError as err:
-        raise DatasetError(f"cannot read IDX file {path}: {err}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DatasetError(f"{path} is not an IDX file (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(data) - header != expected:
+            magic = handle.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_DTYPES:
+                raise DatasetError(f"{path} is not an IDX file (bad magic number)")
+            dims = handle.read(4 * magic[3])
+            shape = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if len(dims) < 4 * magic[3] or expected > MAX_IDX_BYTES:
+                raise DatasetError(
+                    f"{path}: header announces {shape} ({expected} bytes); qdistill reads IDX "
+                    f"files of at most {MAX_IDX_BYTES} bytes"
+                )
+            data = handle.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetError(
+            f"cannot read IDX file {path} ({err}); it is truncated or corrupt, download it again"
+        ) from None
+    if len(data) != expected:
         raise DatasetError(
             f"{path} is truncated or corrupt: header says {shape} ({expected} bytes), "
-            f"file holds {len(data) - header} bytes of data"
+            f"file holds {'more' if len(data) > expected else len(data)} bytes of data"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def _find_files(root: Path, display_name: str, folder_name: str) -> dict[str, Path]:

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from qdistill.errors import DatasetError
 
+# 64 megapixels (8k x 8k); DIV2K's images are about 3. Bounds the memory a crafted image
+# (a few KB of PNG that decodes to gigabytes) can take.
+MAX_IMAGE_PIXELS = 64 * 10**6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Natural photos shipped inside scikit-image (files) and scikit-learn (sample images).
@@ -47,18 +50,24 @@ def to_rgb_uint8(array: np.ndarray, source: str) -> torch.Tensor:
         raise DatasetError(f"{source}: expected a grey, RGB or RGBA image, got {array.shape}")
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(array[:, :, :3].transpose(2, 0, 1)))
+    return torch.from_numpy(array[:, :, :3].transpose(2, 0, 1).copy())
 
 
 @lru_cache(maxsize=4096)
 def _decode(path: str, mtime_ns: int, size: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DatasetError(
+                    f"image {path} is {image.width}x{image.height} pixels; qdistill reads "
+                    f"images of at most {MAX_IMAGE_PIXELS // 10**6} megapixels, shrink or crop it"
+                )
             image.load()
             array = np.asarray(image.convert("RGB") if image.mode in ("P", "CMYK") else image)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, DecompressionBombError, OSError, ValueError) as err:
         raise DatasetError(f"cannot decode image {path}: {err}") from None
     return to_rgb_uint8(array, path)
 

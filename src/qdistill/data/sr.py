@@ -52,6 +52,11 @@ def to_model_space(images: torch.Tensor, channels: Channels) -> torch.Tensor:
 
 
 def make_pair(name: str, hr: torch.Tensor, scale: int, lr: torch.Tensor | None = None):
+    if min(hr.shape[-2:]) < scale:
+        raise DatasetError(
+            f"image {name} is {tuple(hr.shape[-2:])} pixels, smaller than the scale {scale}; "
+            "remove it from the folder"
+        )
     hr = modcrop(hr, scale)
     if lr is None:
         lr = downscale_uint8(hr, scale)
@@ -60,8 +65,6 @@ def make_pair(name: str, hr: torch.Tensor, scale: int, lr: torch.Tensor | None =
             f"LR image of {name} is {tuple(lr.shape[-2:])}, expected the HR size "
             f"{tuple(hr.shape[-2:])} divided by the scale {scale}"
         )
-    if min(lr.shape[-2:]) < 1:
-        raise DatasetError(f"image {name} is smaller than the scale {scale}")
     return ImagePair(name, hr, lr)
 
 

@@ -12,10 +12,13 @@ import hashlib
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qdistill.console import console
 from qdistill.data.base import ArraySplit
+from qdistill.paths import write_atomically
 
 
 def tensor_digest(tensors: list[torch.Tensor]) -> str:
@@ -42,6 +45,24 @@ def cache_disabled_reason(augmentation: str, needs_features: bool) -> str | None
     return None
 
 
+def _read_outputs(path: Path, samples: int) -> torch.Tensor | None:
+    """The cached outputs in ``path``, or None (with a warning) when the file is unreadable
+    or does not hold one finite output per sample, so the caller computes them again."""
+    try:
+        outputs = load_file(str(path)).get("outputs")
+    except (SafetensorError, OSError, ValueError) as err:
+        problem = f"is unreadable ({str(err).splitlines()[0]})"
+    else:
+        if outputs is None or outputs.ndim == 0 or len(outputs) != samples:
+            problem = f"does not hold one output per sample ({samples})"
+        elif not torch.isfinite(outputs).all():
+            problem = "holds NaN or infinite values"
+        else:
+            return outputs
+    console.print(f"[yellow]warning:[/] teacher-output cache {path} {problem}; computing it again")
+    return None
+
+
 class TeacherOutputCache:
     """Outputs of a frozen teacher for every sample of one split."""
 
@@ -65,7 +86,9 @@ class TeacherOutputCache:
         key = cache_key(teacher, split, augmentation)
         path = directory / f"teacher-outputs-{key}.safetensors" if directory else None
         if path is not None and path.is_file():
-            return cls(load_file(str(path))["outputs"].to(device or "cpu"), key)
+            outputs = _read_outputs(path, len(split))
+            if outputs is not None:
+                return cls(outputs.to(device or "cpu"), key)
         was_training = teacher.training
         teacher.eval()
         outputs = []
@@ -75,8 +98,8 @@ class TeacherOutputCache:
         teacher.train(was_training)
         cache = cls(torch.cat(outputs), key)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"outputs": cache.outputs.cpu().contiguous()}, str(path))
+            tensors = {"outputs": cache.outputs.cpu().contiguous()}
+            write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
         return cache
 
     def lookup(self, index: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from qdistill.experiment.stages.mixed_precision import (
     probe_sensitivity,
 )
 from qdistill.experiment.stages.quantize import quantize_calibrated
-from qdistill.experiment.stages.training import train_with_validation
+from qdistill.experiment.stages.training import check_learned, train_with_validation
 from qdistill.export import ExportReport, export_model
 from qdistill.export.qonnx_import import import_qonnx
 from qdistill.hardware.benchmark import cpu_throughput
@@ -34,6 +34,7 @@ from qdistill.hardware.economics import CostReport, board_budget, cost_report
 from qdistill.hardware.estimate import DataflowTarget, check_reachable, estimate_units
 from qdistill.hardware.hls4ml_view import hls4ml_view
 from qdistill.models import build_model, load_model, save_model
+from qdistill.paths import writable_file
 from qdistill.quant import QuantPlan, is_quantized, model_size
 from qdistill.quant.sensitivity import SensitivityProbe
 from qdistill.runtime import collect_versions, seed_everything
@@ -53,10 +54,12 @@ def train_float(
     out: Path,
 ) -> dict[str, float]:
     """Train a float model, save it to ``out`` with its recipe; return its metrics."""
+    writable_file(out)
     seed_everything(seed)
     task = make_task(data, _CPU)
     model = build_model(model_name, data.input_shape, data.num_outputs, **model_options)
     summary = train_with_validation(model, task, train, seed, model_name)
+    check_learned(task, summary, model_name)
     metrics = task.evaluate(model)
     save_model(
         out,
@@ -114,6 +117,7 @@ def quantize_checkpoint(
 ) -> QuantizeSummary:
     """PTQ (calibrate) or QAT (calibrate, then train) a float checkpoint, optionally after
     equalizing its activation ranges; save the result."""
+    writable_file(out)
     float_model, metadata = load_model(checkpoint)
     if is_quantized(float_model):
         raise CheckpointError(f"{checkpoint} is already quantized; start from the float model")

@@ -17,7 +17,7 @@ from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.planner import config_hash, spec_key
 from qdistill.experiment.schema import ExperimentConfig
 from qdistill.experiment.stages import StageContext
-from qdistill.experiment.stages.training import train_with_validation
+from qdistill.experiment.stages.training import check_learned, train_with_validation
 from qdistill.models import ModelConfig, load_model, save_model
 from qdistill.runtime import collect_versions, seed_everything
 from qdistill.tasks import Task
@@ -140,6 +140,7 @@ class RunContext:
         summary = train_with_validation(
             model, self.task, train, seed, desc, self.augment, self.sample_hooks(desc)
         )
+        check_learned(self.task, summary, desc)
         kept = {k: v for k, v in summary.items() if k != "history"}
         self.save(path, model, model_cfg, extra={"recipe": recipe, "train_summary": kept})
         return model, {"cached": False, **summary}

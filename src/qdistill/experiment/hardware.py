@@ -25,6 +25,7 @@ from qdistill.hardware.economics import CostReport, board_budget, cost_report
 from qdistill.hardware.estimate import DataflowTarget, estimate_units
 from qdistill.hardware.units import Unit
 from qdistill.models import load_model
+from qdistill.paths import write_text
 from qdistill.tasks import Task
 
 
@@ -124,5 +125,5 @@ def estimate_runs(
                 continue
             rows.append(dataclasses.replace(row, report=cost_report(estimate, shown, processors)))
         console.print(f"  hardware: {target.label} estimated")
-    (out_dir / "hardware.json").write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+    write_text(out_dir / "hardware.json", json.dumps([r.to_dict() for r in rows], indent=1))
     return rows

@@ -10,23 +10,27 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from qdistill.console import console
 from qdistill.data import build_dataset
+from qdistill.errors import ConfigError, QdistillError
 from qdistill.experiment.context import RunContext, resolve_device
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord, benchmark_runs, export_runs
 from qdistill.experiment.hardware import HardwareRecord, estimate_runs
+from qdistill.experiment.lock import output_lock
 from qdistill.experiment.planner import SPEC_VERSION, TEACHER, Run, check_selections, plan_runs
 from qdistill.experiment.recipe import recipe_title
 from qdistill.experiment.record import RunRecord, StageRecord
 from qdistill.experiment.schema import ExperimentConfig
 from qdistill.experiment.stages import StageConfig, StudentState, definition_of
 from qdistill.experiment.store import ResultsStore
+from qdistill.paths import inside, writable_folder, write_text
 from qdistill.quant import count_parameters, is_quantized, model_size
 from qdistill.quant.half import is_half
 from qdistill.runtime import seed_everything
-from qdistill.tasks import make_task, sample_path
+from qdistill.tasks import Task, make_task, sample_path
 
 START_TITLES = {"teacher": "teacher", "pretrained": "float", "scratch": "random init"}
 
@@ -71,7 +75,9 @@ def execute_run(ctx: RunContext, run: Run) -> RunRecord:
     if is_quantized(state.model):
         metrics.update(ctx.task.integer_metrics(state.model))
     ctx.task.save_sample(state.model, sample_path(ctx.out_dir / "images", run.name, run.seed))
-    checkpoint = ctx.out_dir / "checkpoints" / f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
+    checkpoint = inside(
+        ctx.out_dir / "checkpoints", f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
+    )
     extra = {"run_id": run.run_id, "data": ctx.config.data.model_dump(mode="json")}
     ctx.save(checkpoint, state.model, run.model, {**extra, "metrics": metrics}, state.fold_bn)
     return _record(ctx, run, state, tuple(stages), metrics, checkpoint, started)
@@ -137,13 +143,32 @@ class ExperimentOutcome:
     hardware: list[HardwareRecord] = field(default_factory=list)
 
 
-def _prepare(config: ExperimentConfig, out_dir: Path) -> RunContext:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def check_models(runs: list[Run], task: Task) -> None:
+    """Build every run's model on the meta device (no memory), so a bad model option
+    fails before the first run rather than hours into the sweep."""
+    shape, outputs = task.data.input_shape, task.num_outputs
+    for model in {
+        json.dumps(run.model.model_dump(), sort_keys=True, default=str): run.model for run in runs
+    }.values():
+        try:
+            with torch.device("meta"):
+                model.build(shape, outputs)
+        except QdistillError:
+            raise
+        except Exception as err:  # a factory's own check (ValueError, TypeError, ...)
+            raise ConfigError(
+                f"model {model.name} with options {model.options} cannot be built for inputs "
+                f"{list(shape)}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
+
+
+def _prepare(config: ExperimentConfig, out_dir: Path, runs: list[Run]) -> RunContext:
     data = build_dataset(config.data.name, **config.data.options)
     device = resolve_device(config.device)
     task = make_task(data, device, config.eval_batch_size, config.evaluation.lpips_weights)
+    check_models(runs, task)
+    write_text(out_dir / "experiment.json", json.dumps(config.model_dump(mode="json"), indent=2))
     task.prepare_outputs(out_dir / "images")
-    (out_dir / "experiment.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
     return RunContext(config, out_dir, task)
 
 
@@ -173,13 +198,25 @@ def _execute_all(
 def run_experiment(
     config: ExperimentConfig, out_dir: str | Path, *, force: bool = False
 ) -> ExperimentOutcome:
-    """Run every planned run not already in ``out_dir/results.jsonl`` (all with ``force``)."""
+    """Run every planned run not already in ``out_dir/results.jsonl`` (all with ``force``).
+
+    Everything is checked before anything is written: the plan, the selections, every
+    model's options, the data, and that ``out_dir`` is writable and no other sweep holds it.
+    """
     out_dir = Path(out_dir)
-    store = ResultsStore(out_dir / "results.jsonl")
     runs = plan_runs(config)
     check_selections(config, runs)
+    writable_folder(out_dir)
+    with output_lock(out_dir):
+        return _run_locked(config, out_dir, runs, force)
+
+
+def _run_locked(
+    config: ExperimentConfig, out_dir: Path, runs: list[Run], force: bool
+) -> ExperimentOutcome:
+    store = ResultsStore(out_dir / "results.jsonl")
     done = set() if force else store.completed_ids()
-    ctx = _prepare(config, out_dir)
+    ctx = _prepare(config, out_dir, runs)
     to_do = sum(run.run_id not in done for run in runs)
     data = ctx.task.data
     console.print(

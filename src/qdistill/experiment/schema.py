@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from qdistill.bounded_yaml import load_yaml
 from qdistill.config import FileName, StrictConfig, located_errors
 from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
@@ -58,6 +59,13 @@ class DataConfig(StrictConfig):
 class TeacherConfig(StrictConfig):
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+
+    @field_validator("train")
+    @classmethod
+    def _trained(cls, train: TrainConfig) -> TrainConfig:
+        if train.epochs == 0:
+            raise ValueError("a teacher trained for 0 epochs teaches noise; set epochs >= 1")
+        return train
 
 
 class ExportConfig(StrictConfig):
@@ -276,14 +284,12 @@ def load_experiment(
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path, "experiment file")
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a text file") from None
     if overrides:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: an experiment must be a mapping")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ from qdistill.export.qdq import check_qdq_supported, to_qdq
 from qdistill.export.qonnx_format import cleanup, to_qonnx
 from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
 from qdistill.export.verify import within_tolerance as _within_tolerance
-from qdistill.quant import is_quantized
+from qdistill.paths import writable_file, write_atomically, write_text
+from qdistill.quant import is_quantized, unquantized_parameters
 from qdistill.quant.half import is_half
 
 
@@ -92,6 +92,14 @@ def export_model(
     quantized = is_quantized(model)
     if fmt != "onnx" and not quantized:
         raise ExportError(f"format {fmt} needs a quantized model; quantize it first or use onnx")
+    left_float = unquantized_parameters(model) if fmt != "onnx" else []
+    if left_float:
+        raise ExportError(
+            f"format {fmt} would claim integer arithmetic, but {', '.join(left_float[:4])}"
+            f"{' and more' if len(left_float) > 4 else ''} compute in float (layers qdistill "
+            "cannot quantize); export 'onnx', or replace those layers"
+        )
+    writable_file(path)
     started = time.perf_counter()
     model = model.eval()
     shadow = float_shadow(model)
@@ -150,17 +158,14 @@ def verify_file(path: str | Path, model: nn.Module, sample_inputs: torch.Tensor,
 
 
 def _write(proto: onnx.ModelProto, path: Path, report: ExportReport, write_report: bool):
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not report.passed:
         rejected = path.with_name(path.stem + ".unverified.onnx")
-        onnx.save(proto, str(rejected))
+        write_atomically(rejected, lambda tmp: onnx.save(proto, str(tmp)))
         raise ExportError(
             f"{report.format} export does not reproduce the PyTorch model "
             f"({report.summary()}); kept for inspection as {rejected}"
         )
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: onnx.save(proto, str(tmp)))
     if write_report:
-        Path(f"{path}.report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        write_text(f"{path}.report.json", json.dumps(report.to_dict(), indent=2))
     return report

@@ -61,6 +61,8 @@ class ImportedModel:
 
 def import_qonnx(path: str | Path) -> ImportedModel:
     """Rebuild the QONNX model at ``path`` as a quantized qdistill model."""
+    if not Path(path).is_file():
+        raise QonnxImportError(f"QONNX file {path} does not exist")
     try:
         proto = onnx.load(str(path))
     except Exception as err:  # protobuf's DecodeError and OSError alike

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from qdistill.export.graph import ExportError
 from qdistill.export.qonnx_format import runtime_ir_for_qonnx
 
 FORMATS = ("onnx", "onnx-qdq", "qonnx", "finn")
@@ -102,6 +103,16 @@ def run_qonnx(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
 
 
 def run_exported(model: onnx.ModelProto, inputs: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt in ("qonnx", "finn"):
-        return run_qonnx(model, inputs)
-    return run_onnxruntime(model, inputs)
+    """Execute a written file (qonnx's executor or onnxruntime); a runtime that refuses
+    or fails on it is one ExportError line."""
+    runtime = "qonnx's executor" if fmt in ("qonnx", "finn") else "onnxruntime"
+    try:
+        if fmt in ("qonnx", "finn"):
+            return run_qonnx(model, inputs)
+        return run_onnxruntime(model, inputs)
+    except Exception as err:  # each runtime raises its own exception types
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        raise ExportError(
+            f"the {fmt} file does not run in {runtime} ({detail}); export another format, "
+            "or report the model to qdistill"
+        ) from None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from qdistill.bounded_yaml import load_yaml
 from qdistill.errors import ConfigError
 from qdistill.hardware.units import Resources
 from qdistill.registry import unknown_name
@@ -77,8 +78,8 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     """The catalogue at ``path``, $QDISTILL_BOARDS or the shipped boards.yaml."""
     path = Path(path or os.environ.get("QDISTILL_BOARDS") or DEFAULT_CATALOGUE)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+        raw = load_yaml(path, "board catalogue")
+    except yaml.YAMLError as err:
         raise ConfigError(f"board catalogue {path} is unreadable ({_first_line(err)})") from None
     try:
         return _parse(raw, str(path))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from qdistill.hardware.benchmark import BenchmarkResult, benchmark_model
+from qdistill.paths import write_text
 from qdistill.quant import LayerCost, ModelSize, layer_costs, model_size
 
 MEASUREMENT_FILE = "benchmark.json"
@@ -42,10 +43,7 @@ class DeploymentMeasurement:
         )
 
     def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / MEASUREMENT_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return write_text(directory / MEASUREMENT_FILE, json.dumps(self.to_dict(), indent=2))
 
 
 def saved_measurement(directory: Path, stamp: str) -> DeploymentMeasurement | None:

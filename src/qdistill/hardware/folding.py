@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from qdistill.bounded_yaml import load_yaml
 from qdistill.errors import ConfigError
 from qdistill.hardware.units import (
     AP_INT_MAX_WIDTH,
@@ -239,8 +240,11 @@ def read_folding(path: str | Path) -> dict[str, dict]:
     """A folding file (JSON or YAML): ``{unit_or_layer: {PE: n, SIMD: m}}``."""
     path = Path(path)
     try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = (
+            json.loads(path.read_text())
+            if path.suffix == ".json"
+            else load_yaml(path, "folding file")
+        )
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ConfigError(f"folding file {path} is unreadable ({err})") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from qdistill.bounded_yaml import load_yaml
 from qdistill.errors import ConfigError
 
 DEFAULT_TABLE = Path(__file__).with_name("power.yaml")
@@ -24,12 +25,12 @@ def power_table(path: str | Path | None = None) -> dict[str, Platform]:
     """Platforms by name from ``path``, $QDISTILL_POWER_TABLE or the shipped table."""
     path = Path(path or os.environ.get("QDISTILL_POWER_TABLE") or DEFAULT_TABLE)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path, "power table")
         return {
             name: Platform(name, float(entry["watts"]), str(entry.get("note", "")))
             for name, entry in raw["platforms"].items()
         }
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as err:
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as err:
         raise ConfigError(
             f"power table {path} is unreadable ({err}); it needs platforms: {{name: "
             "{watts: ..., note: ...}}"

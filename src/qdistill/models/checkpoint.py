@@ -9,17 +9,25 @@ weights, scales and ranges are loaded; half-precision models record their plan.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from qdistill.errors import CheckpointError, QdistillError
 from qdistill.models.registry import build_model
 from qdistill.quant import is_quantized, plan_of, quantize
 from qdistill.quant.half import HalfPlan, half_plan_of, half_precision
-from qdistill.train.checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from qdistill.train.checkpoint import (
+    check_state_fits,
+    load_checkpoint,
+    load_state_into,
+    save_checkpoint,
+)
 
 FORMAT_VERSION = 1
+MAX_DIMENSION = 1 << 20  # bound on an input dimension or output count read from a file
 
 
 def save_model(
@@ -48,27 +56,72 @@ def save_model(
     return save_checkpoint(path, model, metadata)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a qdistill checkpoint describes and load its state."""
-    state, metadata = load_checkpoint(path)
+class ModelMetadata(BaseModel):
+    """The part of a checkpoint's metadata that rebuilds its model, validated before
+    anything is built (a checkpoint is untrusted input). Other keys (metrics, recipe,
+    versions) pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    format: int = Field(FORMAT_VERSION, ge=1, le=FORMAT_VERSION)
+    model: str
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    input_shape: list[Annotated[int, Field(ge=1, le=MAX_DIMENSION)]] = Field(
+        min_length=1, max_length=4
+    )
+    num_outputs: int = Field(ge=1, le=MAX_DIMENSION)
+    quant_plan: dict[str, Any] | None = None
+    fold_bn: bool = False
+    half_precision: dict[str, Any] | None = None
+
+
+def read_metadata(metadata: dict[str, Any], path: str | Path) -> ModelMetadata:
+    """Validate the rebuild recipe of a checkpoint; a bad field is one CheckpointError."""
     if "model" not in metadata:
         raise CheckpointError(
             f"{path} has no qdistill metadata (model name, input shape); it was not written "
             "by qdistill, so load it into your own model with load_checkpoint()"
         )
     try:
+        return ModelMetadata.model_validate(metadata)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise CheckpointError(
+            f"{path}: metadata field {where!r} is invalid ({first['msg']}); the file is "
+            "damaged or was not written by this qdistill"
+        ) from None
+
+
+def _rebuild(metadata: ModelMetadata, path: str | Path) -> nn.Module:
+    try:
         model = build_model(
-            metadata["model"],
-            tuple(metadata["input_shape"]),
-            metadata["num_outputs"],
-            **metadata.get("model_options", {}),
+            metadata.model,
+            tuple(metadata.input_shape),
+            metadata.num_outputs,
+            **metadata.model_options,
         )
-        if metadata.get("quant_plan"):
-            model = quantize(model, metadata["quant_plan"], fold_bn=metadata.get("fold_bn", False))
-        if metadata.get("half_precision"):
-            model = half_precision(model, HalfPlan.from_config(metadata["half_precision"]))
+        if metadata.quant_plan:
+            model = quantize(model, metadata.quant_plan, fold_bn=metadata.fold_bn)
+        if metadata.half_precision:
+            model = half_precision(model, HalfPlan.from_config(metadata.half_precision))
     except QdistillError as err:
         raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from None
+    return model
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a qdistill checkpoint describes and load its state.
+
+    The model is first built on the meta device (no memory) and its tensor names and
+    shapes compared with the file's, so metadata asking for a model the weights do not
+    fit (or one of hundreds of GB) is refused before anything is allocated."""
+    state, raw = load_checkpoint(path)
+    metadata = read_metadata(raw, path)
+    with torch.device("meta"):
+        skeleton = _rebuild(metadata, path)
+    check_state_fits(skeleton, state, str(path))
+    model = _rebuild(metadata, path)
     load_state_into(model, state, str(path))
     model.eval()
-    return model, metadata
+    return model, raw

@@ -8,7 +8,15 @@ from qdistill.quant.equalize import equalize_ranges
 from qdistill.quant.fold import fold_batchnorm
 from qdistill.quant.modules import QuantLayer, iter_quant_layers, iter_quantizers
 from qdistill.quant.plan import QuantPlan
-from qdistill.quant.prepare import is_quantized, layer_specs, plan_of, quantizable_layers, quantize
+from qdistill.quant.prepare import (
+    UnquantizedWarning,
+    is_quantized,
+    layer_specs,
+    plan_of,
+    quantizable_layers,
+    quantize,
+    unquantized_parameters,
+)
 from qdistill.quant.quantizer import FakeQuantizer, QParams
 from qdistill.quant.size import LayerSize, ModelSize, count_parameters, model_size
 from qdistill.quant.spec import (
@@ -30,6 +38,7 @@ __all__ = [
     "QuantLayer",
     "QuantPlan",
     "QuantizerSpec",
+    "UnquantizedWarning",
     "calibrate",
     "calibration_mode",
     "convert",
@@ -50,4 +59,5 @@ __all__ = [
     "quantize",
     "total_bops",
     "total_macs",
+    "unquantized_parameters",
 ]

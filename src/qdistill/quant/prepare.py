@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 from torch import nn
@@ -26,8 +27,35 @@ def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if type(m) in QUANT_LAYER_FOR]
 
 
+# Per-channel scale and shift of normalisation and activation layers: folded into the
+# preceding layer or kept float by design, as in every integer deployment flow.
+KEPT_FLOAT = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU)
+
+
+def unquantized_parameters(model: nn.Module) -> list[str]:
+    """Parameters no quantized layer (or layer a plan can quantize) holds: an LSTM's, an
+    attention block's packed projections, a raw parameter used in a matmul. They compute
+    in float whatever the plan says; normalisation and activation parameters are not
+    listed (see KEPT_FLOAT)."""
+    covering = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (QuantLayer, QuantPooling, *KEPT_FLOAT))
+        or type(module) in QUANT_LAYER_FOR
+    ]
+    prefixes = tuple(f"{name}." for name in covering if name)
+    if "" in covering:
+        return []
+    return [name for name, _ in model.named_parameters() if not name.startswith(prefixes)]
+
+
 def quantize(
-    model: nn.Module, plan: Any, *, fold_bn: bool = False, inplace: bool = False
+    model: nn.Module,
+    plan: Any,
+    *,
+    fold_bn: bool = False,
+    inplace: bool = False,
+    strict: bool = False,
 ) -> nn.Module:
     """Return ``model`` with its Linear/Conv layers replaced by fake-quantized ones.
 
@@ -36,6 +64,8 @@ def quantize(
     folded into the preceding layer first (use on a trained float model). The
     result trains like any module (QAT) or can be calibrated (PTQ); activation
     ranges need calibration or a first training batch before evaluation.
+    Parameters of layers qdistill cannot quantize (see :func:`unquantized_parameters`)
+    stay float with an UnquantizedWarning naming them, or a ConfigError with ``strict``.
     """
     plan = QuantPlan.from_config(plan)
     if any(True for _ in iter_quant_layers(model)):
@@ -60,7 +90,28 @@ def quantize(
         if not name:  # the model is a single layer
             return quantized
         model.set_submodule(name, quantized)
+    _report_float_leftovers(model, strict)
     return model
+
+
+class UnquantizedWarning(UserWarning):
+    """quantize() left parameters of layers it cannot quantize in float."""
+
+
+def _report_float_leftovers(model: nn.Module, strict: bool) -> None:
+    left = unquantized_parameters(model)
+    if not left:
+        return
+    count = sum(model.get_parameter(name).numel() for name in left)
+    total = sum(p.numel() for p in model.parameters())
+    shown = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+    message = (
+        f"{count} of {total} parameters stay float because qdistill cannot quantize their "
+        f"layers: {shown}; their size and compute are float in every report and export"
+    )
+    if strict:
+        raise ConfigError(f"{message} (strict=True)")
+    warnings.warn(message, UnquantizedWarning, stacklevel=3)
 
 
 def layer_specs(model: nn.Module) -> dict[str, LayerQuantSpec]:

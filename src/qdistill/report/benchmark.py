@@ -8,6 +8,7 @@ from rich.table import Table
 
 from qdistill.hardware.benchmark import BenchmarkResult, speedups
 from qdistill.hardware.deployment import DeploymentMeasurement
+from qdistill.paths import write_text
 from qdistill.quant import LayerCost, ModelSize, total_bops, total_macs
 from qdistill.report.plots import plot_benchmark
 from qdistill.report.tables import markdown_table
@@ -99,6 +100,4 @@ def write_benchmark_report(
         f"{size.total_bytes:,} bytes ({size.compression:.1f}x smaller than float32).",
         "",
     ]
-    path = out_dir / "benchmark.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_text(out_dir / "benchmark.md", "\n".join(lines))

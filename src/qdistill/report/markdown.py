@@ -9,6 +9,7 @@ from pathlib import Path
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord
 from qdistill.experiment.hardware import HardwareRecord
 from qdistill.experiment.record import RunRecord
+from qdistill.paths import write_text
 from qdistill.report.benchmark import write_benchmark_report
 from qdistill.report.comparison_sections import grid_sections, paired_section, pivot_section
 from qdistill.report.deployment import benchmark_section, export_section
@@ -152,5 +153,5 @@ def write_report(
     lines += hardware_section(records, hardware or [], task.headline, out_dir)
     lines += _runs_section(records, task)
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text(path, "\n".join(lines))
     return path

@@ -104,6 +104,14 @@ class ClassificationTask:
     def cache_disabled_reason(self) -> str | None:
         return None
 
+    def chance_level(self) -> float | None:
+        """Validation accuracy of always answering the most frequent class; None when the
+        validation split is too small to tell (under 10 samples per class)."""
+        if len(self.data.val) < 10 * self.num_outputs:
+            return None
+        counts = torch.bincount(self.data.val.y, minlength=self.num_outputs)
+        return 100.0 * counts.max().item() / len(self.data.val)
+
     def sample_inputs(self, count: int) -> torch.Tensor:
         return self.data.sample_inputs(count)
 

@@ -135,6 +135,10 @@ class SuperResolutionTask:
     def calibration_batches(self) -> Iterable:
         return self.data.patches(64, torch.Generator().manual_seed(0), augment=False)
 
+    def chance_level(self) -> None:
+        """No level: a diverging SR model is caught by its exploding loss."""
+        return None
+
     def cache_disabled_reason(self) -> str | None:
         return "random training patches differ every epoch"
 

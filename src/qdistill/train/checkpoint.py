@@ -9,7 +9,6 @@ an interrupted save never destroys the previous checkpoint.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qdistill.errors import CheckpointError
+from qdistill.paths import write_atomically
 
 _METADATA_KEY = "qdistill"
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -31,11 +31,8 @@ def save_checkpoint(
     path = Path(path)
     state_dict = state.state_dict() if isinstance(state, nn.Module) else state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={_METADATA_KEY: json.dumps(metadata, default=str)})
-    os.replace(tmp, path)
-    return path
+    header = {_METADATA_KEY: json.dumps(metadata, default=str)}
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -70,8 +67,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return state, metadata
 
 
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``, explaining any mismatch in one line."""
+def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise one CheckpointError line unless ``state`` has exactly ``model``'s tensor names
+    and shapes (``model`` may live on the meta device)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -91,4 +89,9 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
             f"checkpoint {source} does not fit the model: {'; '.join(parts)}; "
             "check the model name and options it was trained with"
         )
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model``, explaining any mismatch in one line."""
+    check_state_fits(model, state, source)
     model.load_state_dict(state)

@@ -19,13 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from qdistill.console import console, progress_bar
-from qdistill.errors import NonFiniteLossError
+from qdistill.errors import DivergenceError, NonFiniteLossError
 from qdistill.train.checkpoint import save_checkpoint
 from qdistill.train.config import TrainConfig
 from qdistill.train.optim import build_optimizer, lr_factor
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 HOOK_NAMES = ("after_backward", "on_epoch_end")
+# A loss this many times above its first value (or above 1, when it started lower) means
+# training has diverged: no schedule or quantizer step legitimately multiplies it so.
+EXPLOSION = 1000.0
 
 
 def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -76,7 +79,8 @@ def fit(
     backward and the optimiser step (e.g. pruning regularisers), ``on_epoch_end(model,
     epoch, metrics)`` after validation. With ``checkpoint_dir``, ``last.safetensors``
     is written every epoch and ``best.safetensors`` whenever the monitor improves.
-    A NaN or infinite loss stops training with :class:`NonFiniteLossError`.
+    A NaN or infinite loss stops training with :class:`NonFiniteLossError`, one that
+    explodes (EXPLOSION times its start) with :class:`DivergenceError`.
     ``also_train`` modules (a co-studying teacher, learnable distillation terms) are
     optimised alongside ``model`` with the same optimiser and kept in train mode.
     """
@@ -149,6 +153,24 @@ class _Steps:
     after_backward: list[Callable]
     device: torch.device | None
     desc: str
+    start_loss: float | None = None  # the first step's, for the divergence check
+
+    def _check_loss(self, loss: float, epoch: int, step: int, lr: float) -> None:
+        """Stop on a NaN/inf loss, or one EXPLOSION times above where it started."""
+        where = f"at epoch {epoch + 1} step {step + 1}"
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{self.desc}: loss became {loss} {where}; lower the learning rate "
+                f"(now {lr:.3g}) or check the data for NaN/inf values"
+            )
+        if self.start_loss is None:
+            self.start_loss = loss
+        elif loss > EXPLOSION * max(self.start_loss, 1.0):
+            raise DivergenceError(
+                f"{self.desc}: training diverged, the loss exploded to {loss:.3g} {where} "
+                f"(it started at {self.start_loss:.3g}); lower the learning rate (now "
+                f"{lr:.3g}) or set grad_clip"
+            )
 
     def epoch(
         self, epoch: int, batches: Iterable, steps_per_epoch: int | None, progress, bar
@@ -165,12 +187,7 @@ class _Steps:
                 group["lr"] = base * factor
             loss = self.loss_fn(self.model, _to_device(batch, self.device))
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"{self.desc}: loss became {loss_value} at epoch {epoch + 1} step "
-                    f"{step + 1}; lower the learning rate (now {self.base_lrs[0] * factor:.3g})"
-                    " or check the data for NaN/inf values"
-                )
+            self._check_loss(loss_value, epoch, step, self.base_lrs[0] * factor)
             (loss / accumulate if accumulate > 1 else loss).backward()
             for hook in self.after_backward:
                 hook(self.model, step)

@@ -14,6 +14,7 @@ from torch import nn
 
 from qdistill.data import Augmentation
 from qdistill.distill import DistillConfig, distill
+from qdistill.errors import DivergenceError
 from qdistill.experiment.stages.base import StageConfig, StageContext, StudentState, stage
 from qdistill.runtime import seed_everything
 from qdistill.tasks import Task
@@ -52,6 +53,24 @@ def train_with_validation(
         desc=desc,
     )
     return training_summary(result, train)
+
+
+# A float model must beat chance by this much (in the monitor's unit, accuracy points).
+CHANCE_MARGIN = 1.0
+
+
+def check_learned(task: Task, summary: dict[str, Any], desc: str) -> None:
+    """Refuse a trained float model whose best validation score is no better than chance
+    (a diverged or broken training run), before anything caches or reuses it."""
+    chance = task.chance_level()
+    scores = [epoch[task.monitor] for epoch in summary["history"] if task.monitor in epoch]
+    if chance is None or not scores or max(scores) > chance + CHANCE_MARGIN:
+        return
+    raise DivergenceError(
+        f"{desc}: best {task.monitor} {max(scores):.2f} after {summary['epochs']} epoch(s) "
+        f"is no better than chance ({chance:.2f}); the training diverged or learned "
+        "nothing: check the learning rate (too high or too low) and the labels, or train longer"
+    )
 
 
 def train_or_distill(
