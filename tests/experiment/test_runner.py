@@ -72,16 +72,26 @@ def test_force_reruns_and_appends(tmp_path, tiny_config):
     assert len(outcome.records) == 2  # the newest record of each run
 
 
-def test_results_store_skips_a_torn_line_and_appends_after_it(tmp_path, record_of):
+def test_results_store_skips_a_torn_line_and_repairs_it_before_appending(
+    tmp_path, record_of, capsys
+):
     store = ResultsStore(tmp_path / "results.jsonl")
     first = record_of(name="a", metrics={"test_acc": 90.0, "test_loss": float("nan")})
     store.append(first)
+    intact = store.path.read_bytes()
     with open(store.path, "a") as handle:
         handle.write('{"run_id": "b", "trunc')
     assert store.load() == [replace(first, metrics={"test_acc": 90.0})]  # NaN is no value
+    assert "skipping unreadable line 2" in capsys.readouterr().out
     second = record_of(name="c")
-    store.append(second)  # on a line of its own, not glued to the fragment
+    store.append(second)  # the fragment is cut off, never glued to the new record
+    assert "removed a torn last line" in capsys.readouterr().out
+    assert store.path.read_bytes().startswith(intact)
     assert [r.name for r in store.load()] == ["a", "c"]
+    assert len(store.path.read_text().splitlines()) == 2 and not capsys.readouterr().out
+    store.path.write_text('{"torn first')  # a file holding only a fragment
+    store.append(first)
+    assert [r.name for r in store.load()] == ["a"]
 
 
 def test_summary_mean_and_standard_error(record_of):
@@ -185,3 +195,17 @@ def test_a_teacher_that_learned_nothing_is_refused_and_never_cached(
         run_experiment(parse_experiment(tiny_config), tmp_path)
     assert not list(tmp_path.rglob("*.safetensors"))
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_a_torn_line_longer_than_a_read_chunk_is_cut_at_its_start(tmp_path, record_of, monkeypatch):
+    from qdistill.experiment import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK", 3)
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append(record_of(name="a"))
+    intact = store.path.read_bytes()
+    with open(store.path, "ab") as handle:
+        handle.write(b'{"run_id": "b", "a long torn fragment')
+    store.append(record_of(name="c"))
+    assert store.path.read_bytes().startswith(intact)
+    assert [r.name for r in store.load()] == ["a", "c"]

@@ -10,6 +10,9 @@ from pathlib import Path
 from qdistill.console import console
 from qdistill.experiment.migrate import read_record
 from qdistill.experiment.record import RunRecord
+from qdistill.paths import output_errors
+
+CHUNK = 1 << 16  # read backwards in chunks to find where a torn last line starts
 
 
 class ResultsStore:
@@ -19,20 +22,40 @@ class ResultsStore:
         self.path = Path(path)
 
     def append(self, record: RunRecord) -> None:
-        """Add one line, synced to disk; a torn last line (an interrupted write) is ended
-        first so the new record stays readable."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_json(), default=str)
-        with open(self.path, "a+b") as handle:
-            torn = handle.tell() > 0 and not self._ends_with_newline(handle)
-            handle.write(("\n" if torn else "").encode() + line.encode() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Add one line, synced to disk. A torn last line (a write interrupted by a crash
+        or a full disk: a record that never finished) is cut off first, with a warning,
+        so the new record cannot merge with it."""
+        line = json.dumps(record.to_json(), default=str).encode() + b"\n"
+        with output_errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a+b") as handle:
+                self._cut_torn_tail(handle)
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _cut_torn_tail(self, handle) -> None:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0 or self._byte_at(handle, size - 1) == b"\n":
+            return
+        keep = size - 1
+        while keep > 0 and self._byte_at(handle, keep - 1) != b"\n":
+            keep = max(0, keep - CHUNK)
+            handle.seek(keep)
+            chunk = handle.read(min(CHUNK, size - keep))
+            if b"\n" in chunk:
+                keep += chunk.rfind(b"\n") + 1
+                break
+        handle.truncate(keep)
+        console.print(
+            f"[yellow]warning:[/] removed a torn last line of {self.path} ({size - keep} "
+            "bytes of a record whose write was interrupted)"
+        )
 
     @staticmethod
-    def _ends_with_newline(handle) -> bool:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+    def _byte_at(handle, offset: int) -> bytes:
+        handle.seek(offset)
+        return handle.read(1)
 
     def load(self) -> list[RunRecord]:
         """All records, older schemas migrated. A line that is not JSON (an interrupted
