@@ -188,6 +188,11 @@ def _quantize(world, checkpoint, *extra, out=None):
     return ("quantize", str(checkpoint), "--bits", "w8a8", "--out", out, *extra)
 
 
+def _prune(world, *extra, checkpoint=None, out=None):
+    out = out or str(world.scratch / "p.safetensors")
+    return ("prune", str(checkpoint or world.float), "--out", out, *extra)
+
+
 # (case id, args from the world, a phrase the one error line must contain)
 CASES = [
     # experiment files
@@ -517,6 +522,20 @@ CASES = [
         lambda w: ("benchmark", str(w.float), "--out", str(w.a_file)),
         "a file stands",
     ),
+    ("prune-ratio", lambda w: _prune(w, "--ratio", "1.5"), "ratio"),
+    ("prune-importance", lambda w: _prune(w, "--importance", "magic"), "importance"),
+    (
+        "prune-two-targets",
+        lambda w: _prune(w, "--target-macs", "0.5", "--target-params", "0.5"),
+        "not both",
+    ),
+    (
+        "prune-unreachable",
+        lambda w: _prune(w, "--ratio", "0.1", "--target-macs", "0.01"),
+        "cannot bring",
+    ),
+    ("prune-quantized", lambda w: _prune(w, checkpoint=w.quantized), "prune the float model"),
+    ("prune-out-under-file", lambda w: _prune(w, out=str(w.a_file / "p")), "a file stands"),
     ("hardware-missing", lambda w: ("hardware", str(w.scratch / "none.onnx")), "does not exist"),
     ("hardware-board", lambda w: ("hardware", str(w.quantized), "--board", "pynq-z9"), "pynq-z9"),
 ]

@@ -367,3 +367,45 @@ def test_ctrl_c_says_finished_runs_are_kept(monkeypatch, capsys, tmp_path, tiny_
     assert code == 130
     assert err.strip() == "interrupted; finished runs are kept in results.jsonl"
     assert not (out / ".qdistill.lock").exists()
+
+
+def test_prune_then_quantize_evaluate_and_export(monkeypatch, capsys, tmp_path, float_ckpt):
+    pruned, quantized = tmp_path / "p.safetensors", tmp_path / "pq.safetensors"
+    code, out, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "prune",
+        str(float_ckpt),
+        "--ratio",
+        "0.5",
+        "--importance",
+        "taylor",
+        "--steps",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(pruned),
+    )
+    assert code == 0 and "MACs x0." in out and "fine-tuned" in out and "finetune step 1" in out
+    _, metadata = load_model(pruned)
+    assert metadata["pruned_shapes"] and metadata["pruning"]["importance"] == "taylor"
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "quantize", str(pruned), "--bits", "w4a4", "-o", str(quantized)
+    )
+    assert code == 0
+    assert load_model(quantized)[1]["pruned_shapes"] == metadata["pruned_shapes"]
+    code, out, _ = run_cli(monkeypatch, capsys, "evaluate", str(quantized))
+    assert code == 0 and "test_acc_integer" in out
+    onnx_path = tmp_path / "pq.onnx"
+    code, _, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "export",
+        str(quantized),
+        "--format",
+        "onnx-qdq",
+        "--out",
+        str(onnx_path),
+    )
+    assert code == 0 and onnx_path.is_file()

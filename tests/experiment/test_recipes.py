@@ -25,6 +25,7 @@ EXAMPLES = {
     "mixed-precision": {"low": "w2a2", "high": "w8a8", "budget": "w4a4"},
     "half": {"dtype": "bfloat16", "keep_fp32": ["@last"]},
     "prune": {"ratio": 0.5, "ignore": ["@last"]},
+    "prune-channels": {"importance": "taylor", "ratio": 0.5, "steps": 2, "finetune": ONE_EPOCH},
 }
 # The stages a stage needs around it to make a valid recipe.
 AROUND = {"mixed-precision": ([], [{"quantize": {"calibration_batches": 1}}])}
@@ -76,6 +77,27 @@ def test_pruned_weights_stay_zero_through_later_training(tmp_path, tiny_config):
     model, _ = load_model(tmp_path / record.checkpoint)
     assert weight_sparsity(model) >= record.stages[1].details["sparsity"] - 1e-9
     assert record.bits == "w4a4" and record.recipe == "prune(0.6) > finetune > quantize(qat)"
+
+
+def test_distil_prune_finetune_quantize_pipeline_shrinks_and_reloads(tmp_path, tiny_config):
+    recipe = [
+        {"distill": {"alpha": 0.5, "temperature": 4, "train": ONE_EPOCH}},
+        {"prune-channels": {"importance": "lamp", "target_macs": 0.5}},
+        {"finetune": ONE_EPOCH},
+        {"quantize": {"mode": "ptq", "bits": "w8a8", "fold_bn": True}},
+    ]
+    tiny_config["teacher"] = {"model": "small_cnn", "train": {"epochs": 2}}
+    tiny_config["students"] = [_student("compressed", recipe)]
+    tiny_config["export"] = {"runs": ["compressed"], "formats": ["onnx-qdq"], "samples": 8}
+    outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
+    record = outcome.records[-1]
+    pruning = record.stages[2].details
+    assert pruning["macs_after"] <= 0.5 * pruning["macs_before"]
+    assert record.stages[2].size_bytes < record.stages[1].size_bytes
+    assert record.recipe == ("distill > prune-channels(lamp,macs<=0.5) > finetune > quantize(ptq)")
+    _, metadata = load_model(tmp_path / record.checkpoint)
+    assert metadata["pruned_shapes"] and record.params < outcome.records[0].params
+    assert outcome.exports and all(e.report.passed for e in outcome.exports)
 
 
 def test_method_is_sugar_for_the_same_recipe(tmp_path, tiny_config):

@@ -103,6 +103,60 @@ def quantize(
 
 
 @app.command()
+def prune(
+    checkpoint: Annotated[Path, typer.Argument(help="Float checkpoint from qdistill.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pruned checkpoint to write.")],
+    ratio: Annotated[float, typer.Option(help="Share of channels removed (0..1).")] = 0.5,
+    importance: Annotated[str, typer.Option(help="random, l1, l2, lamp or taylor.")] = "lamp",
+    scope: Annotated[str, typer.Option(help="local (every layer) or global.")] = "local",
+    steps: Annotated[int, typer.Option(help="Reach the ratio in this many steps.")] = 1,
+    target_macs: Annotated[
+        float | None, typer.Option(help="Prune until MACs fall to this share of the original.")
+    ] = None,
+    target_params: Annotated[
+        float | None, typer.Option(help="Prune until parameters fall to this share.")
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="Layer name pattern left whole (repeatable).")
+    ] = None,
+    finetune_epochs: Annotated[
+        int, typer.Option(help="Fine-tuning epochs after each step and at the end (0: none).")
+    ] = 0,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> None:
+    """Remove whole channels (dependency-aware structured pruning), then fine-tune."""
+    from qdistill.experiment.pruning import prune_checkpoint
+    from qdistill.prune.structured import ChannelPruning
+
+    try:
+        pruning = ChannelPruning(
+            importance=importance,
+            ratio=ratio,
+            scope=scope,
+            steps=steps,
+            target_macs=target_macs,
+            target_params=target_params,
+            ignore=ignore or [],
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = ".".join(str(p) for p in first["loc"]) or "pruning"
+        raise ConfigError(f"prune option {location}: {first['msg']}") from None
+    finetune = None
+    if finetune_epochs:
+        finetune = _train_config(epochs=finetune_epochs, batch_size=64, name="adam", lr=lr)
+    summary = prune_checkpoint(checkpoint, pruning, finetune, seed, out)
+    after = f", fine-tuned {summary.finetuned:.2f}" if summary.finetuned is not None else ""
+    console.print(
+        f"{summary.headline} {summary.before:.2f} -> pruned {summary.pruned:.2f}{after}; MACs x"
+        f"{summary.report.mac_ratio:.2f}, size {summary.bytes_before / 1024:.1f} -> "
+        f"{summary.bytes_after / 1024:.1f} KiB"
+    )
+    console.print(f"[bold green]Checkpoint:[/] {out}")
+
+
+@app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by qdistill.")],
     data: Annotated[

@@ -80,7 +80,7 @@ def train_float(
     return metrics
 
 
-def _checkpoint_data(
+def checkpoint_data(
     metadata: dict[str, Any], name: str | None, options: dict[str, Any]
 ) -> tuple[Any, dict[str, Any]]:
     recorded = metadata.get("data") or {}
@@ -121,7 +121,7 @@ def quantize_checkpoint(
     float_model, metadata = load_model(checkpoint)
     if is_quantized(float_model):
         raise CheckpointError(f"{checkpoint} is already quantized; start from the float model")
-    data, data_record = _checkpoint_data(metadata, None, {})
+    data, data_record = checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
     seed_everything(seed)
     model = copy.deepcopy(float_model)
@@ -142,6 +142,7 @@ def quantize_checkpoint(
         input_shape=data.input_shape,
         num_outputs=data.num_outputs,
         fold_bn=fold_bn,
+        pruned_shapes=metadata.get("pruned_shapes"),
         extra={
             "data": data_record,
             "method": method,
@@ -169,7 +170,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Accuracy on every split, size, and (quantized models) integer-model accuracy."""
     model, metadata = load_model(checkpoint)
-    data, _ = _checkpoint_data(metadata, data_name, data_options)
+    data, _ = checkpoint_data(metadata, data_name, data_options)
     if tuple(metadata["input_shape"]) != data.input_shape:
         raise ConfigError(
             f"{checkpoint} expects inputs {tuple(metadata['input_shape'])} but dataset "
@@ -189,7 +190,7 @@ def evaluate_checkpoint(
 def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> ExportReport:
     """Export a qdistill checkpoint, verified on ``samples`` test inputs of its dataset."""
     model, metadata = load_model(checkpoint)
-    data, _ = _checkpoint_data(metadata, None, {})
+    data, _ = checkpoint_data(metadata, None, {})
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {samples}")
     return export_model(model, out, fmt, data.sample_inputs(samples))
@@ -204,7 +205,7 @@ def benchmark_checkpoint(
 ) -> DeploymentMeasurement:
     """Benchmark a checkpoint on each backend, with its per-layer costs and size."""
     model, metadata = load_model(checkpoint)
-    data, _ = _checkpoint_data(metadata, None, {})
+    data, _ = checkpoint_data(metadata, None, {})
     if repeats < 2 or not batch_sizes or min(batch_sizes) < 1:
         raise ConfigError("benchmark needs --repeats >= 2 and positive batch sizes")
     return measure_deployment(
@@ -293,7 +294,7 @@ def sensitivity_checkpoint(
     model, metadata = load_model(checkpoint)
     if is_quantized(model):
         raise CheckpointError(f"{checkpoint} is quantized; measure sensitivity on the float model")
-    data, _ = _checkpoint_data(metadata, None, {})
+    data, _ = checkpoint_data(metadata, None, {})
     task = make_task(data, _CPU)
     if allocate:
         return allocate_by_sensitivity(model, task, allocation, log)

@@ -103,6 +103,7 @@ class RunContext:
         model_cfg: ModelConfig,
         extra: dict[str, Any],
         fold_bn: bool = False,
+        pruned_shapes: dict[str, list[int]] | None = None,
     ) -> None:
         save_model(
             path,
@@ -112,6 +113,7 @@ class RunContext:
             input_shape=self.task.data.input_shape,
             num_outputs=self.task.num_outputs,
             fold_bn=fold_bn,
+            pruned_shapes=pruned_shapes,
             extra=extra,
         )
 

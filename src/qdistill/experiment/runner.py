@@ -79,7 +79,8 @@ def execute_run(ctx: RunContext, run: Run) -> RunRecord:
         ctx.out_dir / "checkpoints", f"{run.name}-s{run.seed}-{run.run_id}.safetensors"
     )
     extra = {"run_id": run.run_id, "data": ctx.config.data.model_dump(mode="json")}
-    ctx.save(checkpoint, state.model, run.model, {**extra, "metrics": metrics}, state.fold_bn)
+    extra["metrics"] = metrics
+    ctx.save(checkpoint, state.model, run.model, extra, state.fold_bn, state.pruned_shapes)
     return _record(ctx, run, state, tuple(stages), metrics, checkpoint, started)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from qdistill.errors import CheckpointError, QdistillError
 from qdistill.models.registry import build_model
+from qdistill.prune.reshape import Shapes, resize
 from qdistill.quant import is_quantized, plan_of, quantize
 from qdistill.quant.half import HalfPlan, half_plan_of, half_precision
 from qdistill.train.checkpoint import (
@@ -39,9 +40,12 @@ def save_model(
     input_shape: tuple[int, ...],
     num_outputs: int,
     fold_bn: bool = False,
+    pruned_shapes: Shapes | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` and the recipe to rebuild it (see :func:`load_model`)."""
+    """Write ``model`` and the recipe to rebuild it (see :func:`load_model`);
+    ``pruned_shapes``: the float model's tensor shapes changed by channel pruning
+    (:func:`qdistill.prune.reshape.changed_shapes`)."""
     metadata = {
         "format": FORMAT_VERSION,
         "model": model_name,
@@ -51,6 +55,7 @@ def save_model(
         "quant_plan": plan_of(model).to_config() if is_quantized(model) else None,
         "fold_bn": fold_bn,
         "half_precision": half_plan_of(model),
+        "pruned_shapes": pruned_shapes or None,
         **(extra or {}),
     }
     return save_checkpoint(path, model, metadata)
@@ -73,6 +78,7 @@ class ModelMetadata(BaseModel):
     quant_plan: dict[str, Any] | None = None
     fold_bn: bool = False
     half_precision: dict[str, Any] | None = None
+    pruned_shapes: dict[str, list[Annotated[int, Field(ge=0, le=MAX_DIMENSION)]]] | None = None
 
 
 def read_metadata(metadata: dict[str, Any], path: str | Path) -> ModelMetadata:
@@ -101,6 +107,8 @@ def _rebuild(metadata: ModelMetadata, path: str | Path) -> nn.Module:
             metadata.num_outputs,
             **metadata.model_options,
         )
+        if metadata.pruned_shapes:
+            resize(model, metadata.pruned_shapes)
         if metadata.quant_plan:
             model = quantize(model, metadata.quant_plan, fold_bn=metadata.fold_bn)
         if metadata.half_precision:

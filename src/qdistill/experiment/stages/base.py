@@ -71,6 +71,7 @@ class StudentState:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     fold_bn: bool = False  # BatchNorm folded when quantizing: checkpoints must know
     allocation: Allocation | None = None  # what a mixed-precision stage measured and chose
+    pruned_shapes: dict[str, list[int]] = field(default_factory=dict)  # changed by pruning
 
 
 @dataclass(frozen=True)

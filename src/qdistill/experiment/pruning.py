@@ -1,0 +1,118 @@
+"""``qdistill prune``: channel-prune a float checkpoint, optionally fine-tune (between
+iterative steps and after), and save a checkpoint that records its pruned shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qdistill.console import console
+from qdistill.errors import CheckpointError
+from qdistill.experiment.commands import checkpoint_data
+from qdistill.experiment.stages.prune import task_losses
+from qdistill.experiment.stages.training import train_with_validation
+from qdistill.models import build_model, load_model, save_model
+from qdistill.paths import writable_file
+from qdistill.prune.reshape import changed_shapes
+from qdistill.prune.structured import ChannelPruning, PruneReport, prune_channels
+from qdistill.quant import is_quantized, model_size
+from qdistill.runtime import collect_versions, seed_everything
+from qdistill.tasks import make_task
+from qdistill.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class PruneSummary:
+    """The headline test metric before, right after pruning and after fine-tuning."""
+
+    headline: str
+    report: PruneReport
+    before: float
+    pruned: float
+    finetuned: float | None
+    bytes_before: int
+    bytes_after: int
+
+
+def original_shapes_model(metadata: dict, data) -> nn.Module:
+    """The registered architecture of a checkpoint, unpruned, on the meta device."""
+    with torch.device("meta"):
+        return build_model(
+            metadata["model"], data.input_shape, data.num_outputs, **metadata["model_options"]
+        )
+
+
+def _save(out: Path, model: nn.Module, metadata: dict, data, extra: dict) -> None:
+    save_model(
+        out,
+        model,
+        model_name=metadata["model"],
+        model_options=metadata["model_options"],
+        input_shape=data.input_shape,
+        num_outputs=data.num_outputs,
+        pruned_shapes=changed_shapes(model, original_shapes_model(metadata, data)),
+        extra=extra,
+    )
+
+
+def prune_checkpoint(
+    checkpoint: Path,
+    pruning: ChannelPruning,
+    finetune: TrainConfig | None,
+    seed: int,
+    out: Path,
+) -> PruneSummary:
+    """Prune a float checkpoint's channels; fine-tune with ``finetune`` after each step
+    and at the end (its epochs per step); save to ``out``."""
+    writable_file(out)
+    model, metadata = load_model(checkpoint)
+    if is_quantized(model):
+        raise CheckpointError(f"{checkpoint} is quantized; prune the float model, then quantize")
+    data, data_record = checkpoint_data(metadata, None, {})
+    task = make_task(data, torch.device("cpu"))
+    key = task.headline.key
+    before, bytes_before = task.evaluate(model)[key], model_size(model).total_bytes
+    seed_everything(seed)
+
+    def finetune_step(pruned: nn.Module, step: int) -> None:
+        train_with_validation(pruned, task, finetune, seed, f"finetune step {step}")
+
+    report = prune_channels(
+        model,
+        data.sample_inputs(1),
+        pruning,
+        gradient_batches=task_losses(model, task, seed),
+        between_steps=finetune_step if finetune is not None else None,
+    )
+    pruned = task.evaluate(model)[key]
+    console.print(
+        f"pruned {len(report.channels)} layers in {report.seconds:.2f}s: MACs x"
+        f"{report.mac_ratio:.2f}, parameters {report.params_before:,} -> {report.params_after:,}"
+    )
+    finetuned = None
+    if finetune is not None:
+        train_with_validation(model, task, finetune, seed, "finetune")
+        finetuned = task.evaluate(model)[key]
+    metrics = task.evaluate(model)
+    extra = {
+        "data": data_record,
+        "pruning": {**pruning.model_dump(mode="json"), **report.to_dict()},
+        "finetune": finetune.model_dump(mode="json") if finetune else None,
+        "seed": seed,
+        "source": str(checkpoint),
+        "metrics": metrics,
+        "versions": collect_versions(),
+    }
+    _save(out, model, metadata, data, extra)
+    return PruneSummary(
+        key,
+        report,
+        before,
+        pruned,
+        finetuned,
+        bytes_before,
+        model_size(model).total_bytes,
+    )
