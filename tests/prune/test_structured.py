@@ -153,3 +153,21 @@ def test_a_pruned_model_reloads_quantizes_and_exports(tmp_path, name):
     assert torch.allclose(reloaded(x), quantized(x), atol=1e-5)
     report = export_model(reloaded, tmp_path / "q.onnx", "onnx-qdq", x)
     assert report.passed and (tmp_path / "q.onnx").is_file()
+
+
+def test_a_pruned_model_costs_less_on_an_fpga():
+    from qdistill.hardware.estimate import DataflowTarget, estimate_dataflow
+
+    model, x = _net("small_cnn")
+    plan = {"*": "w4a4", "pool.0": "a8"}
+    estimates = []
+    for ratio in (None, 0.5):
+        net = copy.deepcopy(model)
+        if ratio:
+            prune_channels(net, x, ChannelPruning(ratio=ratio))
+        quantized = quantize(net, plan, fold_bn=True)
+        calibrate(quantized, [x])
+        estimates.append(estimate_dataflow(quantized, (1, 8, 8), DataflowTarget(fps=10_000)))
+    full, pruned = estimates
+    assert pruned.total.lut < full.total.lut
+    assert pruned.total.bram18 <= full.total.bram18
