@@ -171,3 +171,17 @@ def test_a_pruned_model_costs_less_on_an_fpga():
     full, pruned = estimates
     assert pruned.total.lut < full.total.lut
     assert pruned.total.bram18 <= full.total.bram18
+
+
+def test_batchnorm_statistics_are_estimated_again_after_pruning():
+    from qdistill.prune.structured import recalibrate_batchnorm
+
+    model, x = _net("small_cnn")
+    batches = [torch.randn(32, 1, 8, 8) * 3 + 1 for _ in range(4)]
+    prune_channels(model, x, ChannelPruning(ratio=0.5), calibration_batches=lambda: iter(batches))
+    conv, norm = model.features[0][0], model.features[0][1]
+    with torch.no_grad():
+        outputs = torch.cat([conv(b) for b in batches])
+    assert torch.allclose(norm.running_mean, outputs.mean((0, 2, 3)), atol=1e-4)
+    assert norm.momentum == 0.1 and not model.training
+    assert recalibrate_batchnorm(nn.Sequential(nn.Linear(2, 2)), batches, 2) == 0

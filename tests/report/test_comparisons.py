@@ -85,3 +85,33 @@ def test_pivot_keeps_plans_with_the_same_label_apart(record):
     headers, table = pivot_by_bits(summarize(records), "test_acc")
     assert headers == ["Student", "Method", "w4a4", "alloc-2", "alloc-3"]
     assert table[0] == ["q", "qat", "70.00", "80.00", "75.00"]
+
+
+def test_a_swept_recipe_is_named_by_its_stages(record_of):
+    def run(group, importance, ratio, acc):
+        return record_of(
+            name=f"{group}-importance-{importance}-ratio{ratio}",
+            group=group,
+            method="recipe",
+            recipe=f"prune-channels({importance},{ratio}) > finetune",
+            bits="float",
+            metrics={"test_acc": acc},
+        )
+
+    records = [run(g, i, r, 90.0) for g in ("ft", "kd") for i in ("l1", "lamp") for r in (0.5,)]
+    headers, table = pivot_by_bits(summarize(records), "test_acc")
+    assert headers[2:] == ["importance-l1-ratio0.5", "importance-lamp-ratio0.5"]
+    assert [row[:2] for row in table] == [
+        ["ft", "prune-channels > finetune"],
+        ["kd", "prune-channels > finetune"],
+    ]
+
+
+def test_compression_counts_pruning_against_the_start_model(record_of):
+    from qdistill.experiment.record import StageRecord
+
+    start = StageRecord("start", "teacher", 0.0, {}, 4000, {})
+    pruned = record_of(name="p", size_bytes=1000, float32_bytes=1000, stages=(start,))
+    old = record_of(name="o", size_bytes=1000, float32_bytes=4000)
+    rows = {row.name: row for row in summarize([pruned, old])}
+    assert rows["p"].compression == pytest.approx(4.0) and rows["o"].compression == 4.0

@@ -85,6 +85,7 @@ def prune_checkpoint(
         data.sample_inputs(1),
         pruning,
         gradient_batches=task_losses(model, task, seed),
+        calibration_batches=task.calibration_batches,
         between_steps=finetune_step if finetune is not None else None,
     )
     pruned = task.evaluate(model)[key]

@@ -9,6 +9,7 @@ from qdistill.experiment.record import RunRecord
 from qdistill.report.comparisons import (
     Grid,
     alpha_temperature_grids,
+    bits_order,
     paired_effects,
     pivot_by_bits,
     unpaired_comparisons,
@@ -28,9 +29,10 @@ def pivot_section(rows: list[SummaryRow], metric: Metric) -> list[str]:
     if pivot is None:
         return []
     headers, table = pivot
+    bit_widths = all(bits_order(column)[0] < 2 for column in headers[2:])
     return [
         "",
-        "## Method x bit width",
+        "## Method x bit width" if bit_widths else "## Students x sweep point",
         "",
         f"{metric.label}, mean ± standard error over seeds.",
         "",

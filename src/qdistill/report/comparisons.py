@@ -36,7 +36,9 @@ def pivot_by_bits(rows: list[SummaryRow], metric: str) -> tuple[list[str], list[
     columns = sorted({bits for group in groups.values() for bits in group}, key=bits_order)
     table = []
     for group, by_bits in groups.items():
-        method = next(iter(by_bits.values())).method
+        methods = {row.method for row in by_bits.values()}
+        # a swept recipe: its stages without the swept values ('prune-channels > finetune')
+        method = methods.pop() if len(methods) == 1 else re.sub(r"\([^)]*\)", "", min(methods))
         cells = [
             by_bits[b].metrics[metric].format()
             if b in by_bits and metric in by_bits[b].metrics

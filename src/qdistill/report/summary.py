@@ -44,12 +44,19 @@ class SummaryRow:
     temperature: float | None = None
     metrics: dict[str, Stat] = field(default_factory=dict)
     size_bytes: float = 0.0
-    float32_bytes: float = 0.0
+    reference_bytes: float = 0.0  # the float model the run started from
     wall_s: Stat | None = None
 
     @property
     def compression(self) -> float:
-        return self.float32_bytes / self.size_bytes if self.size_bytes else math.nan
+        return self.reference_bytes / self.size_bytes if self.size_bytes else math.nan
+
+
+def reference_bytes(record: RunRecord) -> int:
+    """Size of the float model a run started from (its first stage): compression counts
+    what pruning removed as well as what quantization saved. Records without stages
+    (older results) fall back to the model's own float32 size."""
+    return record.stages[0].size_bytes if record.stages else record.float32_bytes
 
 
 def method_label(record: RunRecord) -> str:
@@ -88,7 +95,7 @@ def summarize(records: list[RunRecord]) -> list[SummaryRow]:
                     if (stat := Stat.of([r.metrics.get(m) for r in members])) is not None
                 },
                 size_bytes=statistics.fmean(r.size_bytes for r in members),
-                float32_bytes=statistics.fmean(r.float32_bytes for r in members),
+                reference_bytes=statistics.fmean(reference_bytes(r) for r in members),
                 wall_s=Stat.of([r.wall_s for r in members]),
             )
         )

@@ -93,6 +93,7 @@ def run_prune_channels(
         ctx.task.sample_inputs(1).to(ctx.task.device),
         ChannelPruning(**config.model_dump(exclude={"finetune"})),
         gradient_batches=task_losses(model, ctx.task, ctx.seed),
+        calibration_batches=ctx.task.calibration_batches,
         between_steps=finetune if config.finetune is not None else None,
     )
     state.pruned_shapes.update(
