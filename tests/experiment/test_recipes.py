@@ -13,6 +13,7 @@ from qdistill.experiment.recipe import parse_stage, recipe_title, recipe_to_conf
 from qdistill.experiment.stages import STAGES
 from qdistill.models import load_model
 from qdistill.prune import weight_sparsity
+from qdistill.report import write_report
 
 ONE_EPOCH = {"epochs": 1, "optimizer": {"lr": 0.003}}
 # One setting of every registered stage (a new stage adds its line here).
@@ -94,6 +95,10 @@ def test_distil_prune_finetune_quantize_pipeline_shrinks_and_reloads(tmp_path, t
     pruning = record.stages[2].details
     assert pruning["macs_after"] <= 0.5 * pruning["macs_before"]
     assert record.stages[2].size_bytes < record.stages[1].size_bytes
+    assert record.stages[2].macs < 0.6 * record.stages[1].macs  # conv/linear MACs
+    assert all(stage.latency_ms > 0 for stage in record.stages)
+    write_report(tmp_path, outcome.records, "pipeline")
+    assert "| MMACs | Latency (ms) |" in (tmp_path / "report.md").read_text()
     assert record.recipe == ("distill > prune-channels(lamp,macs<=0.5) > finetune > quantize(ptq)")
     _, metadata = load_model(tmp_path / record.checkpoint)
     assert metadata["pruned_shapes"] and record.params < outcome.records[0].params

@@ -36,8 +36,8 @@ def json_safe(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """One stage of a run: how long it took, the model's validation metrics and size
-    after it, and what the stage reported (training history, rescaled pairs, ...)."""
+    """One stage of a run: how long it took, the model's validation metrics, size, MACs
+    and CPU latency after it, and what the stage reported (training history, ...)."""
 
     stage: str  # registry name ("start" for the model the recipe began from)
     title: str
@@ -45,6 +45,8 @@ class StageRecord:
     metrics: dict[str, float]
     size_bytes: int
     details: dict[str, Any] = field(default_factory=dict)
+    macs: int | None = None  # conv/linear MACs for one sample input (None: older records)
+    latency_ms: float | None = None  # PyTorch eager, batch 1, median, on the run's device
 
     @property
     def best_epoch(self) -> int | None:

@@ -26,8 +26,9 @@ from qdistill.experiment.record import RunRecord, StageRecord
 from qdistill.experiment.schema import ExperimentConfig
 from qdistill.experiment.stages import StageConfig, StudentState, definition_of
 from qdistill.experiment.store import ResultsStore
+from qdistill.hardware.benchmark import eager_latency_ms
 from qdistill.paths import inside, writable_folder, write_text
-from qdistill.quant import count_parameters, is_quantized, model_size
+from qdistill.quant import count_parameters, is_quantized, layer_costs, model_size, total_macs
 from qdistill.quant.half import is_half
 from qdistill.runtime import seed_everything
 from qdistill.tasks import Task, make_task, sample_path
@@ -41,7 +42,17 @@ def _stage_record(
     """The model's validation metrics and size after a stage that began at ``started``."""
     wall_s = round(time.perf_counter() - started, 3)
     metrics = ctx.task.validate(model)
-    return StageRecord(stage, title, wall_s, metrics, model_size(model).total_bytes, details)
+    example = ctx.task.sample_inputs(1).to(ctx.task.device)
+    return StageRecord(
+        stage,
+        title,
+        wall_s,
+        metrics,
+        model_size(model).total_bytes,
+        details,
+        macs=total_macs(layer_costs(model, example)),
+        latency_ms=round(eager_latency_ms(model, example), 4),
+    )
 
 
 def start_model(ctx: RunContext, run: Run, teacher: nn.Module | None) -> nn.Module:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import statistics
 import tempfile
 import time
@@ -260,6 +261,16 @@ def _runner(backend, model, float_model, shape, sample, tmp: Path, quantized: bo
     except ExportError as err:
         raise _Unavailable(str(err)) from None
     return _ort_runner(path, shape)
+
+
+def eager_latency_ms(model: nn.Module, example: torch.Tensor, repeats: int = 7) -> float:
+    """Median PyTorch eager latency (ms) of ``model`` on inputs shaped like ``example``
+    (batch 1) on ``example``'s device, after two warm-up runs."""
+    shape, device = tuple(example.shape[1:]), str(example.device)
+    sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)
+    runner = _torch_runner(model.eval(), shape, device)
+    (point,) = _time_batches(runner, (1,), repeats, 2, math.inf, sync)
+    return point.latency_ms
 
 
 def speedups(result: BenchmarkResult, reference: str = "torch") -> dict[str, float]:

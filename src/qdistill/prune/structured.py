@@ -38,7 +38,7 @@ from torch import nn
 
 from qdistill.config import StrictConfig
 from qdistill.errors import ConfigError
-from qdistill.quant import is_quantized
+from qdistill.quant import count_parameters, is_quantized, layer_costs, total_macs
 from qdistill.quant.calibrate import feed_batches
 from qdistill.quant.plan import pattern_matches
 
@@ -166,11 +166,10 @@ def _widths(model: nn.Module) -> dict[str, int]:
 
 
 def count_macs_params(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    """MACs of one forward pass on ``example`` (batch 1) and the parameter count."""
-    import torch_pruning as tp
-
-    macs, params = tp.utils.count_ops_and_params(model, example[:1])
-    return int(macs), int(params)
+    """Conv/linear MACs for one sample (as every qdistill report counts them) and the
+    parameter count."""
+    with torch.no_grad():
+        return total_macs(layer_costs(model, example[:1])), count_parameters(model)
 
 
 def prune_channels(

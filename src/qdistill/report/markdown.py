@@ -65,26 +65,43 @@ def _pictures_section(records: list[RunRecord], task: type[Task], out_dir: Path)
     return ["", "## Pictures (centre crop of the first test image)", "", f"![grid]({grid.name})"]
 
 
+def _chain(stages: list, value) -> str:
+    """One number per stage joined by arrows; empty when a record lacks them (older runs)."""
+    values = [value(stage) for stage in stages]
+    return "" if any(v is None for v in values) else " → ".join(values)
+
+
 def _stages_section(records: list[RunRecord], task: type[Task]) -> list[str]:
-    """What each stage did to the first seed's runs: the validation metric after it."""
+    """What each stage did to the first seed's runs: the validation metric, size, MACs
+    and CPU latency after it, and the time it took."""
     seed = min(record.seed for record in records)
     rows = []
     for record in records:
         measured = [s for s in record.stages if task.monitor in s.metrics]
         if record.seed != seed or len(measured) < 2:
             continue
-        steps = " → ".join(f"{s.title} {s.metrics[task.monitor]:.2f}" for s in measured)
-        times = " + ".join(f"{s.wall_s:.1f}" for s in measured)
-        rows.append([record.name, steps, times])
+        rows.append(
+            [
+                record.name,
+                " → ".join(f"{s.title} {s.metrics[task.monitor]:.2f}" for s in measured),
+                _chain(measured, lambda s: f"{s.size_bytes / 1024:.1f}"),
+                _chain(measured, lambda s: None if s.macs is None else f"{s.macs / 1e6:.3g}"),
+                _chain(measured, lambda s: None if s.latency_ms is None else f"{s.latency_ms:.3g}"),
+                " + ".join(f"{s.wall_s:.1f}" for s in measured),
+            ]
+        )
     if not rows:
         return []
+    headers = ["Run", f"{task.monitor} after each stage", "Size (KiB)", "MMACs"]
     return [
         "",
         "## Stages",
         "",
-        f"{task.monitor} after each stage of a recipe (seed {seed}), and the seconds each took.",
+        f"After each stage of a recipe (seed {seed}): {task.monitor}, size, MACs per sample, "
+        "PyTorch eager latency at batch 1 (ms, median of 7 on the run's device) and the "
+        "seconds the stage took.",
         "",
-        markdown_table(["Run", f"{task.monitor} after each stage", "Time (s)"], rows),
+        markdown_table([*headers, "Latency (ms)", "Time (s)"], rows),
     ]
 
 
