@@ -185,3 +185,19 @@ def test_batchnorm_statistics_are_estimated_again_after_pruning():
     assert torch.allclose(norm.running_mean, outputs.mean((0, 2, 3)), atol=1e-4)
     assert norm.momentum == 0.1 and not model.training
     assert recalibrate_batchnorm(nn.Sequential(nn.Linear(2, 2)), batches, 2) == 0
+
+
+def test_a_model_torch_pruning_cannot_trace_is_a_clear_error():
+    class NeedsPairs(nn.Module):  # its forward refuses the single example the tracer uses
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+        def forward(self, x):
+            if len(x) < 2:
+                raise ValueError("needs a batch of at least two")
+            return self.body(x)
+
+    model = NeedsPairs()
+    with pytest.raises(ConfigError, match="cannot trace this model"):
+        prune_channels(model, torch.randn(4, 4), ChannelPruning(ratio=0.5))

@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from qdistill.config import StrictConfig
-from qdistill.errors import ConfigError
+from qdistill.errors import ConfigError, QdistillError
 from qdistill.quant import count_parameters, is_quantized, layer_costs, total_macs
 from qdistill.quant.calibrate import feed_batches
 from qdistill.quant.plan import pattern_matches
@@ -196,13 +196,12 @@ def prune_channels(
     started = time.perf_counter()
     example = example[:1]
     model.eval()
-    keep = ignored_layers(model, example, config.ignore)
-    modules = dict(model.named_modules())
-    macs_before, params_before = count_macs_params(model, example)
-    widths_before = _widths(model)
     target = config.target
     steps = max(config.steps, TARGET_STEPS) if target else config.steps
-    try:
+    try:  # tracing runs the model; torch-pruning's tracer fails in its own ways
+        keep = ignored_layers(model, example, config.ignore)
+        modules = dict(model.named_modules())
+        macs_before, params_before = count_macs_params(model, example)
         pruner = tp.pruner.BasePruner(
             model,
             example,
@@ -213,11 +212,15 @@ def prune_channels(
             ignored_layers=[modules[name] for name in keep],
             round_to=config.round_to,
         )
-    except Exception as err:  # torch-pruning's tracer fails in its own ways
+    except QdistillError:
+        raise
+    except Exception as err:
+        detail = str(err).splitlines()[0] if str(err) else ""
         raise ConfigError(
-            f"torch-pruning cannot trace this model ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); ignore the layers it fails on"
+            f"torch-pruning cannot trace this model on a single example input "
+            f"({type(err).__name__}: {detail}); ignore the layers it fails on"
         ) from None
+    widths_before = _widths(model)
     every = steps // config.steps  # sub-steps per requested step (1 without a target)
     for step in range(steps):
         if config.importance == "taylor":
