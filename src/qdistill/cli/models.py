@@ -14,16 +14,23 @@ from qdistill.console import console
 from qdistill.errors import ConfigError
 
 
+def _validated(config_class: type, what: str, **values: Any) -> Any:
+    """``config_class(**values)``; the first validation problem is one ConfigError line."""
+    try:
+        return config_class(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = ".".join(str(p) for p in first["loc"]) or "value"
+        raise ConfigError(f"{what} option {location}: {first['msg']}") from None
+
+
 def _train_config(**values: Any):
     from qdistill.train import TrainConfig
 
     epochs, batch_size = values.pop("epochs"), values.pop("batch_size")
-    try:
-        return TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        location = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"training option {location}: {first['msg']}") from None
+    return _validated(
+        TrainConfig, "training", epochs=epochs, batch_size=batch_size, optimizer=values
+    )
 
 
 @app.command()
@@ -129,20 +136,17 @@ def prune(
     from qdistill.experiment.pruning import prune_checkpoint
     from qdistill.prune.structured import ChannelPruning
 
-    try:
-        pruning = ChannelPruning(
-            importance=importance,
-            ratio=ratio,
-            scope=scope,
-            steps=steps,
-            target_macs=target_macs,
-            target_params=target_params,
-            ignore=ignore or [],
-        )
-    except ValidationError as err:
-        first = err.errors()[0]
-        location = ".".join(str(p) for p in first["loc"]) or "pruning"
-        raise ConfigError(f"prune option {location}: {first['msg']}") from None
+    pruning = _validated(
+        ChannelPruning,
+        "prune",
+        importance=importance,
+        ratio=ratio,
+        scope=scope,
+        steps=steps,
+        target_macs=target_macs,
+        target_params=target_params,
+        ignore=ignore or [],
+    )
     finetune = None
     if finetune_epochs:
         finetune = _train_config(epochs=finetune_epochs, batch_size=64, name="adam", lr=lr)
