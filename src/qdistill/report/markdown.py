@@ -98,8 +98,10 @@ def _stages_section(records: list[RunRecord], task: type[Task]) -> list[str]:
         "## Stages",
         "",
         f"After each stage of a recipe (seed {seed}): {task.monitor}, size, MACs per sample, "
-        "PyTorch eager latency at batch 1 (ms, median of 7 on the run's device) and the "
-        "seconds the stage took.",
+        "PyTorch eager latency for one input of the data's input shape (ms, median of 7 on "
+        "the run's device) and the seconds the stage took. A fake-quantized model computes "
+        "in float with its quantizers added, so its PyTorch latency is not a deployment "
+        "latency: see the exports and benchmarks for integer runtimes.",
         "",
         markdown_table([*headers, "Latency (ms)", "Time (s)"], rows),
     ]
