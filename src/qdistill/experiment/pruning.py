@@ -41,7 +41,10 @@ def original_shapes_model(metadata: dict, data) -> nn.Module:
     """The registered architecture of a checkpoint, unpruned, on the meta device."""
     with torch.device("meta"):
         return build_model(
-            metadata["model"], data.input_shape, data.num_outputs, **metadata["model_options"]
+            metadata["model"],
+            data.input_shape,
+            data.num_outputs,
+            **metadata.get("model_options", {}),
         )
 
 
@@ -50,7 +53,7 @@ def _save(out: Path, model: nn.Module, metadata: dict, data, extra: dict) -> Non
         out,
         model,
         model_name=metadata["model"],
-        model_options=metadata["model_options"],
+        model_options=metadata.get("model_options", {}),
         input_shape=data.input_shape,
         num_outputs=data.num_outputs,
         pruned_shapes=changed_shapes(model, original_shapes_model(metadata, data)),
@@ -93,11 +96,10 @@ def prune_checkpoint(
         f"pruned {len(report.channels)} layers in {report.seconds:.2f}s: MACs x"
         f"{report.mac_ratio:.2f}, parameters {report.params_before:,} -> {report.params_after:,}"
     )
-    finetuned = None
     if finetune is not None:
         train_with_validation(model, task, finetune, seed, "finetune")
-        finetuned = task.evaluate(model)[key]
     metrics = task.evaluate(model)
+    finetuned = metrics[key] if finetune is not None else None
     extra = {
         "data": data_record,
         "pruning": {**pruning.model_dump(mode="json"), **report.to_dict()},
