@@ -201,3 +201,30 @@ def test_a_model_torch_pruning_cannot_trace_is_a_clear_error():
     model = NeedsPairs()
     with pytest.raises(ConfigError, match="cannot trace this model"):
         prune_channels(model, torch.randn(4, 4), ChannelPruning(ratio=0.5))
+
+
+def test_a_latency_target_prunes_until_the_measurement_meets_it():
+    model, x = _net("small_cnn")
+    full_macs, _ = count_macs_params(model, x)
+
+    def fake_ms(m):  # deterministic stand-in for a timing: 1 ms per 100k MACs
+        return count_macs_params(m, x)[0] / 1e5
+
+    report = prune_channels(
+        model, x, ChannelPruning(ratio=0.9, target_latency_ms=3.0), measure_latency_ms=fake_ms
+    )
+    assert fake_ms(model) <= 3.0 < full_macs / 1e5 and report.channels
+    untouched, x = _net("small_cnn")
+    report = prune_channels(
+        untouched, x, ChannelPruning(target_latency_ms=100.0), measure_latency_ms=fake_ms
+    )
+    assert report.channels == {}  # already fast enough: nothing pruned
+    with pytest.raises(ConfigError, match=r"cannot bring latency down to 0\.01 ms"):
+        prune_channels(
+            untouched,
+            x,
+            ChannelPruning(ratio=0.3, target_latency_ms=0.01),
+            measure_latency_ms=fake_ms,
+        )
+    with pytest.raises(ConfigError, match="needs a way to measure latency"):
+        prune_channels(untouched, x, ChannelPruning(target_latency_ms=1.0))

@@ -123,6 +123,10 @@ def prune(
     target_params: Annotated[
         float | None, typer.Option(help="Prune until parameters fall to this share.")
     ] = None,
+    target_latency_ms: Annotated[
+        float | None,
+        typer.Option(help="Prune until PyTorch latency at batch 1 here is at most this."),
+    ] = None,
     ignore: Annotated[
         list[str] | None, typer.Option(help="Layer name pattern left whole (repeatable).")
     ] = None,
@@ -145,6 +149,7 @@ def prune(
         steps=steps,
         target_macs=target_macs,
         target_params=target_params,
+        target_latency_ms=target_latency_ms,
         ignore=ignore or [],
     )
     finetune = None

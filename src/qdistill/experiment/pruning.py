@@ -14,6 +14,7 @@ from qdistill.errors import CheckpointError
 from qdistill.experiment.commands import checkpoint_data
 from qdistill.experiment.stages.prune import task_losses
 from qdistill.experiment.stages.training import train_with_validation
+from qdistill.hardware.benchmark import eager_latency_ms
 from qdistill.models import build_model, load_model, save_model
 from qdistill.paths import writable_file
 from qdistill.prune.reshape import changed_shapes
@@ -83,10 +84,12 @@ def prune_checkpoint(
     def finetune_step(pruned: nn.Module, step: int) -> None:
         train_with_validation(pruned, task, finetune, seed, f"finetune step {step}")
 
+    example = data.sample_inputs(1)
     report = prune_channels(
         model,
-        data.sample_inputs(1),
+        example,
         pruning,
+        measure_latency_ms=lambda pruned: eager_latency_ms(pruned, example),
         gradient_batches=task_losses(model, task, seed),
         calibration_batches=task.calibration_batches,
         between_steps=finetune_step if finetune is not None else None,

@@ -11,8 +11,9 @@ Importance of a channel group: ``random``, ``l1`` / ``l2`` (weight magnitude), `
 task loss, Molchanov et al. 2019). ``scope: local`` removes ``ratio`` of the channels of
 every layer; ``global`` ranks all groups together. With ``steps > 1`` the ratio is
 reached in equal steps, with an optional callback between them (fine-tuning).
-With ``target_macs`` or ``target_params`` (fractions of the original to keep) pruning
-advances in small steps until the target is met.
+With ``target_macs`` or ``target_params`` (fractions of the original to keep) or
+``target_latency_ms`` (measured by a callable the caller gives, e.g. PyTorch eager at
+batch 1 on this machine) pruning advances in small steps until the target is met.
 
 After each step the running statistics of every BatchNorm are estimated again on
 training inputs (``recalibrate_bn``, on by default): a consumer that lost input channels
@@ -44,7 +45,7 @@ from qdistill.quant.plan import pattern_matches
 
 Importance = Literal["random", "l1", "l2", "lamp", "taylor"]
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
-TARGET_STEPS = 40  # granularity of pruning towards a MACs or parameter target
+TARGET_STEPS = 40  # granularity of pruning towards a MACs, parameter or latency target
 
 
 class ChannelPruning(StrictConfig):
@@ -56,6 +57,7 @@ class ChannelPruning(StrictConfig):
     steps: int = Field(1, ge=1, le=100)
     target_macs: float | None = Field(None, gt=0.0, lt=1.0)
     target_params: float | None = Field(None, gt=0.0, lt=1.0)
+    target_latency_ms: float | None = Field(None, gt=0.0)
     ignore: list[str] = Field(default_factory=list)
     round_to: int | None = Field(None, ge=1)
     recalibrate_bn: bool = True
@@ -63,16 +65,21 @@ class ChannelPruning(StrictConfig):
 
     @model_validator(mode="after")
     def _one_target(self) -> ChannelPruning:
-        if self.target_macs is not None and self.target_params is not None:
-            raise ValueError("give target_macs or target_params, not both")
+        given = [self.target_macs, self.target_params, self.target_latency_ms]
+        if sum(value is not None for value in given) > 1:
+            raise ValueError("give one of target_macs, target_params, target_latency_ms, not both")
         return self
 
     @property
     def target(self) -> tuple[str, float] | None:
-        if self.target_macs is not None:
-            return "macs", self.target_macs
-        if self.target_params is not None:
-            return "params", self.target_params
+        """(what, value): macs/params as a share of the original, latency in ms."""
+        for kind, value in (
+            ("macs", self.target_macs),
+            ("params", self.target_params),
+            ("latency", self.target_latency_ms),
+        ):
+            if value is not None:
+                return kind, value
         return None
 
 
@@ -180,19 +187,23 @@ def prune_channels(
     gradient_batches: Callable[[], Iterable[torch.Tensor]] | None = None,
     calibration_batches: Callable[[], Iterable] | None = None,
     between_steps: Callable[[nn.Module, int], None] | None = None,
+    measure_latency_ms: Callable[[nn.Module], float] | None = None,
 ) -> PruneReport:
     """Prune ``model`` (a float model) in place; see the module docstring.
 
     ``gradient_batches()`` yields losses of the task on a few training batches (needed by
     ``taylor``); ``calibration_batches()`` yields training inputs (or (inputs, ...)
     tuples) for BatchNorm recalibration; ``between_steps(model, step)`` runs after each
-    step but the last."""
+    step but the last; ``measure_latency_ms(model)`` times the model (needed by
+    ``target_latency_ms``)."""
     import torch_pruning as tp
 
     if is_quantized(model):
         raise ConfigError("prune the float model, then quantize it (this one is quantized)")
     if config.importance == "taylor" and gradient_batches is None:
         raise ConfigError("taylor importance needs training batches for its gradients")
+    if config.target_latency_ms is not None and measure_latency_ms is None:
+        raise ConfigError("a latency target needs a way to measure latency on this machine")
     started = time.perf_counter()
     example = example[:1]
     model.eval()
@@ -202,6 +213,7 @@ def prune_channels(
         keep = ignored_layers(model, example, config.ignore)
         modules = dict(model.named_modules())
         macs_before, params_before = count_macs_params(model, example)
+        reached = _target_check(target, example, macs_before, params_before, measure_latency_ms)
         pruner = tp.pruner.BasePruner(
             model,
             example,
@@ -222,22 +234,23 @@ def prune_channels(
         ) from None
     widths_before = _widths(model)
     every = steps // config.steps  # sub-steps per requested step (1 without a target)
-    for step in range(steps):
+    for step in range(0 if reached(model) else steps):  # a latency may be met already
         if config.importance == "taylor":
             _accumulate_gradients(model, gradient_batches())
         pruner.step()
         model.zero_grad(set_to_none=True)
         if config.recalibrate_bn and calibration_batches is not None:
             recalibrate_batchnorm(model, calibration_batches(), config.recalibration_batches)
-        if target and _reached(model, example, target, macs_before, params_before):
+        if reached(model):
             break
         if between_steps is not None and (step + 1) % every == 0 and step < steps - 1:
             between_steps(model, (step + 1) // every)
-    if target and not _reached(model, example, target, macs_before, params_before):
-        kind, fraction = target
+    if target and not reached(model):
+        kind, value = target
+        goal = f"{value:g} ms" if kind == "latency" else f"{value:.0%} of the original"
         raise ConfigError(
             f"pruning {config.ratio:.0%} of the channels cannot bring {kind} down to "
-            f"{fraction:.0%} of the original; raise ratio or ignore fewer layers"
+            f"{goal}; raise ratio or ignore fewer layers"
         )
     macs_after, params_after = count_macs_params(model, example)
     widths_after = _widths(model)
@@ -286,14 +299,18 @@ def _accumulate_gradients(model: nn.Module, losses: Iterable[torch.Tensor]) -> N
         loss.backward()
 
 
-def _reached(
-    model: nn.Module,
+def _target_check(
+    target: tuple[str, float] | None,
     example: torch.Tensor,
-    target: tuple[str, float],
     macs_before: int,
     params_before: int,
-) -> bool:
-    kind, fraction = target
-    macs, params = count_macs_params(model, example)
-    now, before = (macs, macs_before) if kind == "macs" else (params, params_before)
-    return now <= fraction * before
+    measure_latency_ms: Callable[[nn.Module], float] | None,
+) -> Callable[[nn.Module], bool]:
+    """Whether a model meets ``target`` (always False without one: prune to the ratio)."""
+    if target is None:
+        return lambda _model: False
+    kind, value = target
+    if kind == "latency":
+        return lambda model: measure_latency_ms(model) <= value
+    index, before = (0, macs_before) if kind == "macs" else (1, params_before)
+    return lambda model: count_macs_params(model, example)[index] <= value * before

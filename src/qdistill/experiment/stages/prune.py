@@ -16,6 +16,7 @@ from torch import nn
 from qdistill.errors import ConfigError
 from qdistill.experiment.stages.base import StageConfig, StageContext, StudentState, stage
 from qdistill.experiment.stages.training import train_or_distill
+from qdistill.hardware.benchmark import eager_latency_ms
 from qdistill.prune import apply_masks, magnitude_masks, weight_sparsity
 from qdistill.prune.structured import ChannelPruning, prune_channels
 from qdistill.tasks import Task
@@ -88,10 +89,12 @@ def run_prune_channels(
         ctx.log(f"fine-tuning after pruning step {step}")
         train_or_distill(state, ctx, config.finetune, None)
 
+    example = ctx.task.sample_inputs(1).to(ctx.task.device)
     report = prune_channels(
         model,
-        ctx.task.sample_inputs(1).to(ctx.task.device),
+        example,
         ChannelPruning(**config.model_dump(exclude={"finetune"})),
+        measure_latency_ms=lambda pruned: eager_latency_ms(pruned, example),
         gradient_batches=task_losses(model, ctx.task, ctx.seed),
         calibration_batches=ctx.task.calibration_batches,
         between_steps=finetune if config.finetune is not None else None,
