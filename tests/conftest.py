@@ -132,3 +132,32 @@ def make_record(**fields):
 def record_of():
     """make_record: a RunRecord from the fields a test names."""
     return make_record
+
+
+# Tiny CIFAR binary files (the real record layout, random pixels), written by the tests.
+def write_fake_cifar(root, hundred=False, per_file=12):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    names = (
+        ["train.bin", "test.bin"]
+        if hundred
+        else [
+            *(f"data_batch_{i}.bin" for i in range(1, 6)),
+            "test_batch.bin",
+        ]
+    )
+    for name in names:
+        labels = (
+            np.stack([np.arange(per_file) % 20, np.arange(per_file) % 100], 1)
+            if hundred
+            else (np.arange(per_file)[:, None] % 10)
+        )
+        pixels = rng.integers(0, 256, (per_file, 3 * 32 * 32))
+        (root / name).write_bytes(np.concatenate([labels, pixels], 1).astype(np.uint8).tobytes())
+    return root
+
+
+@pytest.fixture
+def fake_cifar():
+    """write_fake_cifar(root, hundred=False, per_file=12)."""
+    return write_fake_cifar

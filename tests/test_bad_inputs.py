@@ -166,6 +166,13 @@ def _no_metadata(world: World) -> str:
     return str(path)
 
 
+def _pickled_cifar(world: World) -> str:
+    folder = world.scratch / "cifar-10-batches-py"
+    folder.mkdir(exist_ok=True)
+    (folder / "data_batch_1").write_bytes(pickle.dumps({"data": _Payload()}))
+    return str(folder)
+
+
 def _locked_sweep(world: World) -> str:
     out = world.scratch / "locked"
     out.mkdir(exist_ok=True)
@@ -521,6 +528,12 @@ CASES = [
         "benchmark-out-file",
         lambda w: ("benchmark", str(w.float), "--out", str(w.a_file)),
         "a file stands",
+    ),
+    ("cifar-root-missing", lambda w: _train(w, "--data", "cifar10"), "needs 'root'"),
+    (
+        "cifar-python-version",
+        lambda w: _train(w, "--data", "cifar10", "--data-option", f"root={_pickled_cifar(w)}"),
+        "never unpickles",
     ),
     ("prune-ratio", lambda w: _prune(w, "--ratio", "1.5"), "ratio"),
     ("prune-importance", lambda w: _prune(w, "--importance", "magic"), "importance"),

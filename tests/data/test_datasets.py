@@ -71,7 +71,7 @@ def test_corrupt_idx_files(tmp_path, fake_mnist):
 
 
 def test_unknown_dataset_and_option():
-    with pytest.raises(UnknownNameError, match="known datasets: digits"):
+    with pytest.raises(UnknownNameError, match="known datasets: cifar10, cifar100, digits"):
         build_dataset("imagenet")
     with pytest.raises(ConfigError, match="options are"):
         build_dataset("digits", rooot="x")
@@ -120,3 +120,43 @@ def test_idx_readers_refuse_damaged_files_with_one_clear_error(tmp_path, fake_mn
         build_dataset("mnist", root=str(tmp_path))
     with pytest.raises(DatasetError, match="empty val split"):
         build_dataset("digits", val_fraction=0.0)
+
+
+def test_cifar_binary_versions_read_in_their_real_layout(tmp_path, fake_cifar):
+    data = build_dataset("cifar10", root=str(fake_cifar(tmp_path / "cifar-10-batches-bin")))
+    assert data.input_shape == (3, 32, 32) and data.num_classes == 10
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 12
+    assert sorted(data.test.y.tolist()) == sorted(i % 10 for i in range(12))
+    means = data.train.x.mean((0, 2, 3))
+    assert torch.allclose(means, torch.zeros(3), atol=1e-5)  # per-channel normalisation
+    # the pixel layout: record bytes 1..1024 are the red plane, row-major
+    raw = np.frombuffer(
+        (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").read_bytes(), np.uint8
+    )
+    red = raw[1 : 1 + 1024].reshape(32, 32).astype(np.float32) / 255
+    mean, std = data.info["normalisation"]["mean"][0], data.info["normalisation"]["std"][0]
+    assert torch.allclose(data.test.x[0, 0], torch.from_numpy((red - mean) / std), atol=1e-5)
+    # the parent folder works too; CIFAR-100 has fine and coarse labels
+    assert len(build_dataset("cifar10", root=str(tmp_path)).test) == 12
+    hundred = fake_cifar(tmp_path / "c100" / "cifar-100-binary", hundred=True)
+    fine = build_dataset("cifar100", root=str(hundred))
+    coarse = build_dataset("cifar100", root=str(hundred), labels="coarse")
+    assert (fine.num_classes, coarse.num_classes) == (100, 20)
+    assert fine.test.y.tolist() == list(range(12)) and coarse.test.y.max() < 20
+
+
+def test_cifar_errors_say_what_to_fix(tmp_path, fake_cifar):
+    with pytest.raises(DatasetError, match="needs 'root'"):
+        build_dataset("cifar10")
+    python = tmp_path / "cifar-10-batches-py"
+    python.mkdir()
+    (python / "data_batch_1").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(DatasetError, match="never unpickles; download the binary version"):
+        build_dataset("cifar10", root=str(tmp_path))
+    folder = fake_cifar(tmp_path / "bin")
+    (folder / "test_batch.bin").write_bytes(b"\x00" * 5000)
+    with pytest.raises(DatasetError, match="truncated or not a CIFAR binary file"):
+        build_dataset("cifar10", root=str(folder))
+    (folder / "test_batch.bin").unlink()
+    with pytest.raises(DatasetError, match="files missing"):
+        build_dataset("cifar10", root=str(folder))

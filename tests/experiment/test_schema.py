@@ -139,3 +139,25 @@ def test_mnist_config_runs_on_files_in_the_real_format(tmp_path, fake_mnist):
     assert outcome.executed == 17
     assert {r.data["name"] for r in outcome.records} == {"mnist"}
     assert all(r.data["input_shape"] == [1, 28, 28] for r in outcome.records)
+
+
+def test_a_sweep_runs_on_cifar_files_in_the_real_format(tmp_path, fake_cifar):
+    from qdistill.experiment import run_experiment
+
+    root = fake_cifar(tmp_path / "cifar-10-batches-bin")
+    config = {
+        "name": "cifar",
+        "seeds": [0],
+        "data": {"name": "cifar10", "options": {"root": str(root)}},
+        "teacher": {"model": "small_cnn", "train": {"epochs": 1}},
+        "students": [
+            {
+                "name": "pruned",
+                "recipe": [{"prune-channels": {"ratio": 0.5}}, {"quantize": {"bits": "w8a8"}}],
+            }
+        ],
+    }
+    outcome = run_experiment(parse_experiment(config), tmp_path / "out")
+    assert outcome.executed == 2
+    assert outcome.records[-1].data["input_shape"] == [3, 32, 32]
+    assert outcome.records[-1].stages[1].macs < outcome.records[-1].stages[0].macs
