@@ -160,3 +160,45 @@ def test_cifar_errors_say_what_to_fix(tmp_path, fake_cifar):
     (folder / "test_batch.bin").unlink()
     with pytest.raises(DatasetError, match="files missing"):
         build_dataset("cifar10", root=str(folder))
+
+
+def _image_classes(folder, classes, per_class, size=(12, 10)):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((*size, 3), 40 * index, np.uint8) + rng.integers(
+                0, 20, (*size, 3), dtype=np.uint8
+            )
+            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+
+
+def test_image_folders_read_one_class_per_folder(tmp_path):
+    _image_classes(tmp_path / "flat", ["cat", "dog", "eel"], per_class=10)
+    data = build_dataset("image_folder", root=str(tmp_path / "flat"), size=16)
+    assert data.input_shape == (3, 16, 16) and data.num_classes == 3
+    assert data.info["classes"] == ["cat", "dog", "eel"]
+    assert (len(data.train), len(data.val), len(data.test)) == (21, 3, 6)
+    assert torch.bincount(data.test.y).tolist() == [2, 2, 2]  # stratified
+    _image_classes(tmp_path / "split" / "train", ["a", "b"], per_class=10)
+    _image_classes(tmp_path / "split" / "test", ["a", "b"], per_class=3)
+    grey = build_dataset("image_folder", root=str(tmp_path / "split"), size=8, channels="grey")
+    assert grey.input_shape == (1, 8, 8) and len(grey.test) == 6 and len(grey.val) == 2
+    # class b is brighter: the normalised means keep the order
+    assert grey.test.x[grey.test.y == 1].mean() > grey.test.x[grey.test.y == 0].mean()
+
+
+def test_image_folder_errors_say_what_to_fix(tmp_path):
+    with pytest.raises(DatasetError, match="needs 'root'"):
+        build_dataset("image_folder")
+    with pytest.raises(DatasetError, match="does not exist"):
+        build_dataset("image_folder", root=str(tmp_path / "nope"))
+    _image_classes(tmp_path / "one", ["only"], per_class=3)
+    with pytest.raises(DatasetError, match="one folder per class"):
+        build_dataset("image_folder", root=str(tmp_path / "one"))
+    _image_classes(tmp_path / "two" / "train", ["a", "b"], per_class=5)
+    _image_classes(tmp_path / "two" / "test", ["a", "zebra"], per_class=1)
+    with pytest.raises(DatasetError, match=r"test classes \['zebra'\] have no training folder"):
+        build_dataset("image_folder", root=str(tmp_path / "two"))

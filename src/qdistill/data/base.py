@@ -148,5 +148,16 @@ def standardize(
     return [(a - mean) / std for a in (train, *others)], {"mean": mean, "std": std}
 
 
+def standardize_channels(
+    train: np.ndarray, *others: np.ndarray
+) -> tuple[list[np.ndarray], dict[str, list[float]]]:
+    """Scale (N, C, H, W) arrays by the training set's per-channel mean and deviation."""
+    mean = train.mean(axis=(0, 2, 3), keepdims=True)
+    std = train.std(axis=(0, 2, 3), keepdims=True)
+    std[std == 0] = 1.0
+    stats = {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}
+    return [((a - mean) / std).astype(np.float32) for a in (train, *others)], stats
+
+
 def to_split(x: np.ndarray, y: np.ndarray) -> ArraySplit:
     return ArraySplit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y).long())

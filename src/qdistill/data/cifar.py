@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from qdistill.data.base import ClassificationData, to_split
+from qdistill.data.base import ClassificationData, standardize_channels, to_split
 from qdistill.data.registry import DATASETS
 from qdistill.errors import DatasetError
 
@@ -69,15 +69,6 @@ def read_records(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     return records[:, label_bytes:].reshape(-1, 3, 32, 32), records[:, :label_bytes]
 
 
-def _standardize_channels(train: np.ndarray, *others: np.ndarray):
-    """Scale by the training set's per-channel mean and standard deviation."""
-    mean = train.mean(axis=(0, 2, 3), keepdims=True)
-    std = train.std(axis=(0, 2, 3), keepdims=True)
-    std[std == 0] = 1.0
-    stats = {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}
-    return [((a - mean) / std).astype(np.float32) for a in (train, *others)], stats
-
-
 def _load(
     name: str,
     folder: Path,
@@ -100,7 +91,7 @@ def _load(
     order = np.random.default_rng(split_seed).permutation(len(train_images))
     n_val = max(1, round(len(order) * val_fraction))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    (train, val, test), norm = _standardize_channels(
+    (train, val, test), norm = standardize_channels(
         train_images[train_idx], train_images[val_idx], parts["test"][0]
     )
     return ClassificationData(
