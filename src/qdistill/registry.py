@@ -34,6 +34,12 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._families: dict[str, Callable[[str], T]] = {}
+
+    def register_family(self, prefix: str, resolve: Callable[[str], T]) -> None:
+        """Names ``<prefix>:<member>`` resolve through ``resolve(member)``, which raises
+        ``UnknownNameError`` for a member it does not know (e.g. ``torchvision:resnet18``)."""
+        self._families[prefix] = resolve
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering the decorated object under ``name``."""
@@ -47,18 +53,23 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise unknown_name(self.kind, name, self.names()) from None
+        prefix, sep, member = name.partition(":")
+        if sep and prefix in self._families:
+            return self._families[prefix](member)
+        families = [f"{prefix}:<name>" for prefix in sorted(self._families)]
+        raise unknown_name(self.kind, name, self.names() + families)
 
     def build(self, name: str, fixed: dict[str, Any], options: dict[str, Any]) -> Any:
         """Call the factory ``name`` with ``fixed`` arguments (supplied by qdistill) and
         user ``options``; an unknown option or an invalid value is a ConfigError."""
         factory = self.get(name)
-        accepted = [p for p in inspect.signature(factory).parameters if p not in fixed]
+        parameters = inspect.signature(factory).parameters
+        accepted = [p for p in parameters if p not in fixed]
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         unknown = sorted(set(options) - set(accepted))
-        if unknown:
+        if unknown and not open_ended:  # a **kwargs factory checks its options itself
             raise ConfigError(
                 f"{self.kind} {name!r} has no option(s) {unknown}; its options are: "
                 f"{', '.join(accepted) or 'none'}"

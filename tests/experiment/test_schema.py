@@ -154,10 +154,18 @@ def test_a_sweep_runs_on_cifar_files_in_the_real_format(tmp_path, fake_cifar):
             {
                 "name": "pruned",
                 "recipe": [{"prune-channels": {"ratio": 0.5}}, {"quantize": {"bits": "w8a8"}}],
-            }
+            },
+            {
+                "name": "tv",
+                "method": "ptq",
+                "bits": "w8a8",
+                "model": "torchvision:resnet18",
+                "pretrain": {"epochs": 1},
+            },
         ],
     }
     outcome = run_experiment(parse_experiment(config), tmp_path / "out")
-    assert outcome.executed == 2
-    assert outcome.records[-1].data["input_shape"] == [3, 32, 32]
-    assert outcome.records[-1].stages[1].macs < outcome.records[-1].stages[0].macs
+    assert outcome.executed == 3 and outcome.records[2].model == "torchvision:resnet18"
+    pruned = outcome.records[1]
+    assert pruned.data["input_shape"] == [3, 32, 32]
+    assert pruned.stages[1].macs < pruned.stages[0].macs

@@ -72,3 +72,33 @@ def test_bad_model_options():
         build_model("mlp", (64,), 10, act="swishy")
     with pytest.raises(ConfigError, match="channels, height, width"):
         build_model("small_cnn", (64,), 10)
+
+
+def test_torchvision_models_build_quantize_and_reload(tmp_path):
+    from qdistill.models import load_model, save_model
+    from qdistill.quant import calibrate, quantize
+
+    x = torch.randn(2, 3, 32, 32)
+    model = build_model("torchvision:resnet18", (3, 32, 32), 10).eval()
+    assert model(x).shape == (2, 10)
+    narrow = build_model("torchvision:mobilenet_v2", (3, 32, 32), 100, width_mult=0.5)
+    assert narrow(x).shape == (2, 100)
+    quantized = quantize(model, "w8a8", fold_bn=True)
+    calibrate(quantized, [x])
+    path = save_model(
+        tmp_path / "r.safetensors",
+        quantized,
+        model_name="torchvision:resnet18",
+        model_options={},
+        input_shape=(3, 32, 32),
+        num_outputs=10,
+        fold_bn=True,
+    )
+    reloaded, _ = load_model(path)
+    assert torch.allclose(reloaded(x), quantized(x), atol=1e-5)
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet50'"):
+        build_model("torchvision:resnet9000", (3, 32, 32), 10)
+    with pytest.raises(ConfigError, match=r"takes RGB images \(3, H, W\)"):
+        build_model("torchvision:resnet18", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="does not take \\['bogus'\\]"):
+        build_model("torchvision:resnet18", (3, 32, 32), 10, bogus=1)

@@ -259,6 +259,10 @@ def models() -> None:
     for name in MODELS.names():
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
         console.print(f"{name:<16} {doc[0] if doc else ''}")
+    console.print(
+        f"{'torchvision:<n>':<16} any torchvision classification model <n>, without weights "
+        "(e.g. torchvision:resnet18)"
+    )
 
 
 @app.command()

@@ -128,7 +128,8 @@ class RunContext:
             "seed": seed,
             **spec_key(),
         }
-        path = self.cache_dir / f"float-{model_cfg.name}-{config_hash(recipe)}.safetensors"
+        stem = model_cfg.name.replace(":", "-")  # torchvision:resnet18 -> a portable file name
+        path = self.cache_dir / f"float-{stem}-{config_hash(recipe)}.safetensors"
         if path.is_file():
             try:
                 model, metadata = load_model(path)
