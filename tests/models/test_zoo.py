@@ -102,3 +102,22 @@ def test_torchvision_models_build_quantize_and_reload(tmp_path):
         build_model("torchvision:resnet18", (1, 8, 8), 10)
     with pytest.raises(ConfigError, match="does not take \\['bogus'\\]"):
         build_model("torchvision:resnet18", (3, 32, 32), 10, bogus=1)
+
+
+def test_cifar_resnets_match_the_distillation_literature(tmp_path):
+    from qdistill.export import export_model
+    from qdistill.prune import ChannelPruning, prune_channels
+    from qdistill.quant import calibrate, count_parameters, quantize
+
+    # CRD's CIFAR-100 parameter counts: ResNet8x4 1.23M, ResNet32x4 7.43M
+    assert count_parameters(build_model("resnet8x4", (3, 32, 32), 100)) == 1_233_540
+    assert count_parameters(build_model("resnet32x4", (3, 32, 32), 100)) == 7_433_860
+    with pytest.raises(ConfigError, match="6n \\+ 2"):
+        build_model("cifar_resnet", (3, 32, 32), 10, depth=10)
+    x = torch.randn(4, 3, 32, 32)
+    student = build_model("cifar_resnet", (3, 32, 32), 10, depth=8).eval()
+    report = prune_channels(student, x, ChannelPruning(ratio=0.5))  # across the shortcuts
+    assert student(x).shape == (4, 10) and report.mac_ratio < 0.5
+    quantized = quantize(student, "w8a8", fold_bn=True)
+    calibrate(quantized, [x])
+    assert export_model(quantized, tmp_path / "r.onnx", "onnx-qdq", x).passed
