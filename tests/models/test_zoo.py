@@ -121,3 +121,29 @@ def test_cifar_resnets_match_the_distillation_literature(tmp_path):
     quantized = quantize(student, "w8a8", fold_bn=True)
     calibrate(quantized, [x])
     assert export_model(quantized, tmp_path / "r.onnx", "onnx-qdq", x).passed
+
+
+@pytest.mark.parametrize("depth", [21, 37, 63, 121, 201])
+def test_densenets_have_the_depth_they_are_named_for(depth):
+    model = build_model("densenet", (3, 32, 32), 10, depth=depth)
+    weighted = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(weighted) == depth
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_hardware_friendly_densenet_folds_every_batchnorm():
+    from qdistill.quant import calibrate, quantize
+
+    x = torch.randn(4, 3, 32, 32)
+    friendly = build_model("densenet", (3, 32, 32), 10, depth=21, order="conv-bn-relu").eval()
+    quantized = quantize(friendly, "w4a4", fold_bn=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in quantized.modules())
+    calibrate(quantized, [x])
+    assert quantized(x).shape == (4, 10)
+    standard = build_model("densenet", (3, 32, 32), 10, depth=21)
+    assert any(
+        isinstance(m, torch.nn.BatchNorm2d)
+        for m in quantize(standard, "w4a4", fold_bn=True).modules()
+    )
+    with pytest.raises(ConfigError, match="depth must be one of"):
+        build_model("densenet", (3, 32, 32), 10, depth=40)
