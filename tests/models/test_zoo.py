@@ -147,3 +147,19 @@ def test_the_hardware_friendly_densenet_folds_every_batchnorm():
     )
     with pytest.raises(ConfigError, match="depth must be one of"):
         build_model("densenet", (3, 32, 32), 10, depth=40)
+
+
+def test_mobilenetv2_keeps_cifar_resolution_and_scales_its_width():
+    from qdistill.quant import count_parameters
+
+    x = torch.randn(2, 3, 32, 32)
+    full = build_model("mobilenetv2", (3, 32, 32), 100)
+    half = build_model("mobilenetv2", (3, 32, 32), 100, width=0.5)
+    assert full(x).shape == half(x).shape == (2, 100)
+    assert count_parameters(half) < 0.5 * count_parameters(full)
+    spatial = []
+    full.features[-1].register_forward_hook(lambda _m, _i, out: spatial.append(out.shape[-1]))
+    full(x)
+    assert spatial == [4]  # three halvings from 32, as in the CIFAR variant
+    with pytest.raises(ConfigError, match="width must be between"):
+        build_model("mobilenetv2", (3, 32, 32), 10, width=0)

@@ -1,6 +1,14 @@
 """Model zoo: every model is registered under the name YAML files and the CLI use."""
 
-from qdistill.models import cifar_resnet, cnn, densenet, mlp, sr, torchvision_zoo  # noqa: F401
+from qdistill.models import (  # noqa: F401  (register the models)
+    cifar_resnet,
+    cnn,
+    densenet,
+    mlp,
+    mobilenet,
+    sr,
+    torchvision_zoo,
+)
 from qdistill.models.checkpoint import load_model, save_model
 from qdistill.models.config import ModelConfig
 from qdistill.models.registry import MODELS, build_model, model_task
