@@ -163,3 +163,15 @@ def test_mobilenetv2_keeps_cifar_resolution_and_scales_its_width():
     assert spatial == [4]  # three halvings from 32, as in the CIFAR variant
     with pytest.raises(ConfigError, match="width must be between"):
         build_model("mobilenetv2", (3, 32, 32), 10, width=0)
+
+
+def test_the_flexible_student_takes_its_depth_and_widths_as_options():
+    x = torch.randn(2, 3, 32, 32)
+    default = build_model("flex_cnn", (3, 32, 32), 10)
+    layers = [m for m in default.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    assert len(layers) == 5 and default(x).shape == (2, 10)  # 3 conv + 1 hidden + head
+    deep = build_model("flex_cnn", (1, 8, 8), 10, conv=[8, 8, 8, 8], fc=[32, 16])
+    assert deep(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    assert [m.out_channels for m in deep.modules() if isinstance(m, torch.nn.Conv2d)] == [8] * 4
+    with pytest.raises(ConfigError, match="conv needs at least one width"):
+        build_model("flex_cnn", (3, 32, 32), 10, conv=[])

@@ -1,4 +1,5 @@
-"""A small Conv-BN-ReLU CNN sized by its input (8x8 digits, 28x28 MNIST, 32x32 CIFAR)."""
+"""Convolutional classifiers sized by their input: a small Conv-BN-ReLU CNN and the
+studies' flexible student whose depth and widths are parameters."""
 
 from __future__ import annotations
 
@@ -51,3 +52,53 @@ def small_cnn(
     if len(input_shape) != 3:
         raise ValueError(f"small_cnn needs (channels, height, width) inputs, got {input_shape}")
     return SmallCNN(input_shape[0], min(input_shape[1:]), num_outputs, widths)
+
+
+class FlexCNN(nn.Module):
+    """The studies' parametric student: Conv-BN-ReLU layers (each followed by 2x2 max
+    pooling while the map is at least 4 pixels wide), flattened into fully connected
+    ReLU layers and a Linear head. Its depth and widths are parameters, so an
+    architecture search can vary them."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        conv: Sequence[int],
+        fc: Sequence[int],
+    ) -> None:
+        super().__init__()
+        if not conv or any(int(w) < 1 for w in [*conv, *fc]):
+            raise ValueError(f"conv needs at least one width and all widths > 0: {conv}, {fc}")
+        channels, height, width = input_shape
+        blocks: list[nn.Module] = []
+        for out in conv:
+            blocks.append(conv_bn_relu(channels, out))
+            if min(height, width) >= 4:
+                blocks.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+            channels = out
+        self.features = nn.Sequential(*blocks, nn.Flatten())
+        dense: list[nn.Module] = []
+        features = channels * height * width
+        for out in fc:
+            dense += [nn.Linear(features, out), nn.ReLU(inplace=True)]
+            features = out
+        self.hidden = nn.Sequential(*dense)
+        self.classifier = nn.Linear(features, num_outputs)
+
+    def forward(self, x):
+        return self.classifier(self.hidden(self.features(x)))
+
+
+@MODELS.register("flex_cnn")
+def flex_cnn(
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    conv: Sequence[int] = (32, 64, 128),
+    fc: Sequence[int] = (256,),
+) -> FlexCNN:
+    """Parametric student: ``conv`` channel widths, ``fc`` hidden neuron counts."""
+    if len(input_shape) != 3:
+        raise ValueError(f"flex_cnn needs (channels, height, width) inputs, got {input_shape}")
+    return FlexCNN(tuple(input_shape), num_outputs, conv, fc)
