@@ -92,6 +92,29 @@ def checkpoint_data(
     return build_dataset(name, **options), {"name": name, "options": options}
 
 
+def save_derived(
+    out: Path,
+    model: nn.Module,
+    metadata: dict[str, Any],
+    data: Any,
+    extra: dict[str, Any],
+    pruned_shapes: dict[str, list[int]] | None = None,
+    fold_bn: bool = False,
+) -> None:
+    """Save a model made from a checkpoint: its registered architecture, on its data."""
+    save_model(
+        out,
+        model,
+        model_name=metadata["model"],
+        model_options=metadata.get("model_options", {}),
+        input_shape=data.input_shape,
+        num_outputs=data.num_outputs,
+        fold_bn=fold_bn,
+        pruned_shapes=pruned_shapes,
+        extra=extra,
+    )
+
+
 @dataclass(frozen=True)
 class QuantizeSummary:
     """The headline test metric before and after quantizing, and the sizes."""
@@ -134,26 +157,17 @@ def quantize_checkpoint(
         train_with_validation(model, task, train, seed, f"qat {plan.short}")
     metrics = task.evaluate(model)
     metrics.update(task.integer_metrics(model))
-    save_model(
-        out,
-        model,
-        model_name=metadata["model"],
-        model_options=metadata.get("model_options", {}),
-        input_shape=data.input_shape,
-        num_outputs=data.num_outputs,
-        fold_bn=fold_bn,
-        pruned_shapes=metadata.get("pruned_shapes"),
-        extra={
-            "data": data_record,
-            "method": method,
-            "bits": plan.short,
-            "equalized": equalized,
-            "seed": seed,
-            "source": str(checkpoint),
-            "metrics": metrics,
-            "versions": collect_versions(),
-        },
-    )
+    extra = {
+        "data": data_record,
+        "method": method,
+        "bits": plan.short,
+        "equalized": equalized,
+        "seed": seed,
+        "source": str(checkpoint),
+        "metrics": metrics,
+        "versions": collect_versions(),
+    }
+    save_derived(out, model, metadata, data, extra, metadata.get("pruned_shapes"), fold_bn)
     key = task.headline.key
     return QuantizeSummary(
         headline=key,

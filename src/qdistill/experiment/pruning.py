@@ -11,11 +11,11 @@ from torch import nn
 
 from qdistill.console import console
 from qdistill.errors import CheckpointError
-from qdistill.experiment.commands import checkpoint_data
+from qdistill.experiment.commands import checkpoint_data, save_derived
 from qdistill.experiment.stages.prune import task_losses
 from qdistill.experiment.stages.training import train_with_validation
 from qdistill.hardware.benchmark import eager_latency_ms
-from qdistill.models import build_model, load_model, save_model
+from qdistill.models import build_model, load_model
 from qdistill.paths import writable_file
 from qdistill.prune.reshape import changed_shapes
 from qdistill.prune.structured import ChannelPruning, PruneReport, prune_channels
@@ -47,19 +47,6 @@ def original_shapes_model(metadata: dict, data) -> nn.Module:
             data.num_outputs,
             **metadata.get("model_options", {}),
         )
-
-
-def _save(out: Path, model: nn.Module, metadata: dict, data, extra: dict) -> None:
-    save_model(
-        out,
-        model,
-        model_name=metadata["model"],
-        model_options=metadata.get("model_options", {}),
-        input_shape=data.input_shape,
-        num_outputs=data.num_outputs,
-        pruned_shapes=changed_shapes(model, original_shapes_model(metadata, data)),
-        extra=extra,
-    )
 
 
 def prune_checkpoint(
@@ -112,7 +99,8 @@ def prune_checkpoint(
         "metrics": metrics,
         "versions": collect_versions(),
     }
-    _save(out, model, metadata, data, extra)
+    shapes = changed_shapes(model, original_shapes_model(metadata, data))
+    save_derived(out, model, metadata, data, extra, shapes)
     return PruneSummary(
         key,
         report,
