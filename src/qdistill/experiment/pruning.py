@@ -38,15 +38,17 @@ class PruneSummary:
     bytes_after: int
 
 
-def original_shapes_model(metadata: dict, data) -> nn.Module:
-    """The registered architecture of a checkpoint, unpruned, on the meta device."""
+def pruned_shapes_of(model: nn.Module, metadata: dict, data) -> dict[str, list[int]]:
+    """The tensors of ``model`` whose shape differs from the checkpoint's registered
+    architecture unpruned (built on the meta device)."""
     with torch.device("meta"):
-        return build_model(
+        original = build_model(
             metadata["model"],
             data.input_shape,
             data.num_outputs,
             **metadata.get("model_options", {}),
         )
+    return changed_shapes(model, original)
 
 
 def prune_checkpoint(
@@ -99,8 +101,7 @@ def prune_checkpoint(
         "metrics": metrics,
         "versions": collect_versions(),
     }
-    shapes = changed_shapes(model, original_shapes_model(metadata, data))
-    save_derived(out, model, metadata, data, extra, shapes)
+    save_derived(out, model, metadata, data, extra, pruned_shapes_of(model, metadata, data))
     return PruneSummary(
         key,
         report,
