@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 $(VENV)/.qdistill-bench: $(STAMP)
-	$(PIP) -e ".[dev,bench,fpga]" $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) -e ".[dev,bench,fpga,ray]" $(TORCH_PINS) 2>&1 | grep -v "is ignored: it is neither" || true
 	touch $@
 
 # finn-plus pins exact versions of torch, onnx and onnxruntime that differ from ours; its

@@ -338,6 +338,18 @@ CASES = [
         lambda w: _run(w, w.sweep_with("s2.yaml"), "--set", "students.9.bits=w4a4"),
         "not an index",
     ),
+    ("workers-zero", lambda w: _run(w, w.sweep_with("w0.yaml"), "--workers", "0"), "at least 1"),
+    ("threads-zero", lambda w: _run(w, w.sweep_with("t0.yaml"), "--threads", "0"), "at least 1"),
+    (
+        "executor-unknown",
+        lambda w: _run(w, w.sweep_with("eu.yaml"), "--executor", "slurm"),
+        "use local or ray",
+    ),
+    (
+        "address-without-ray",
+        lambda w: _run(w, w.sweep_with("ar.yaml"), "--address", "auto"),
+        "add --executor ray",
+    ),
     (
         "out-is-file",
         lambda w: ("run", w.sweep_with("o1.yaml"), "--out", str(w.a_file)),

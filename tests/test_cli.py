@@ -356,17 +356,43 @@ def test_hardware_command(monkeypatch, capsys, tmp_path, float_ckpt):
 
 
 def test_ctrl_c_says_finished_runs_are_kept(monkeypatch, capsys, tmp_path, tiny_yaml):
-    import qdistill.experiment.runner as runner
+    import qdistill.experiment.executors as executors
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "execute_run", interrupted)
+    monkeypatch.setattr(executors, "execute_run", interrupted)
     out = tmp_path / "out"
     code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--out", str(out))
     assert code == 130
     assert err.strip() == "interrupted; finished runs are kept in results.jsonl"
     assert not (out / ".qdistill.lock").exists()
+
+
+def test_runs_that_crash_twice_are_recorded_and_the_rest_reported(
+    monkeypatch, capsys, tmp_path, tiny_yaml
+):
+    import qdistill.experiment.executors as executors
+
+    real = executors.execute_run
+    attempts = []
+
+    def crash_small(ctx, run):
+        if run.name == "small":
+            attempts.append(run.name)
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(ctx, run)
+
+    monkeypatch.setattr(executors, "execute_run", crash_small)
+    out = tmp_path / "out"
+    code, printed, err = run_cli(monkeypatch, capsys, "run", str(tiny_yaml), "--out", str(out))
+    assert_user_error(code, err, "1 run(s) failed twice (first: small seed 0: RuntimeError")
+    assert attempts == ["small", "small"]
+    assert (out / "report.md").is_file() and "Report:" in printed
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert (failure["name"], failure["attempts"]) == ("small", 2)
+    assert "illegal memory access" in failure["traceback"]
 
 
 def test_prune_then_quantize_evaluate_and_export(monkeypatch, capsys, tmp_path, float_ckpt):

@@ -43,3 +43,8 @@ class ShapeMismatchError(QdistillError):
 
 class OutputError(QdistillError):
     """An output location cannot be written: not a folder, no permission, disk full."""
+
+
+class RunsFailedError(QdistillError):
+    """Runs of a sweep failed twice (a crashed worker, a lost node); the finished runs
+    are recorded and the same command runs only what is missing."""

@@ -69,7 +69,7 @@ def writable_file(path: str | Path) -> Path:
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # writers in parallel never share one
     with output_errors():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qdistill.cli.app import app
 from qdistill.console import console
+from qdistill.errors import RunsFailedError
+
+if TYPE_CHECKING:
+    from qdistill.experiment.executors import Execution
 
 
 def _run_and_report(
-    experiment_path: Path, out: Path | None, force: bool, overrides: list[str] | None = None
+    experiment_path: Path,
+    out: Path | None,
+    force: bool,
+    overrides: list[str] | None = None,
+    execution: Execution | None = None,
 ) -> None:
     from qdistill.experiment import load_experiment, run_experiment
     from qdistill.report import results_table, write_report
 
     config = load_experiment(experiment_path, overrides or ())
     out_dir = out or Path("runs") / config.name
-    outcome = run_experiment(config, out_dir, force=force)
+    outcome = run_experiment(config, out_dir, force=force, execution=execution)
     report = write_report(
         out_dir,
         outcome.records,
@@ -35,6 +43,13 @@ def _run_and_report(
         f"Results: {out_dir / 'results.jsonl'}"
     )
     console.print(f"[bold green]Report:[/] {report}")
+    if outcome.failures:
+        first = outcome.failures[0]
+        raise RunsFailedError(
+            f"{len(outcome.failures)} run(s) failed twice (first: {first.name} seed "
+            f"{first.seed}: {first.error}); details in {out_dir / 'failures.jsonl'} and "
+            f"{out_dir / 'logs'}; the same command runs only what is missing"
+        )
 
 
 OutOption = Annotated[
@@ -51,9 +66,30 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Override a YAML value: key.subkey=value (repeatable)."),
     ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where runs execute: local (this machine) or ray.")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs side by side (default: 1 locally, every CPU of the Ray cluster); "
+            "each gets an equal share of the CPU threads."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Torch threads per run (default: the CPUs shared among --workers)."),
+    ] = None,
 ) -> None:
     """Run every run of an experiment YAML file and write its report."""
-    _run_and_report(experiment, out, force, set_)
+    from qdistill.experiment.executors import Execution
+
+    execution = Execution(executor, workers, address, threads)  # type: ignore[arg-type]
+    _run_and_report(experiment, out, force, set_, execution)
 
 
 @app.command()

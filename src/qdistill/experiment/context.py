@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from qdistill.console import console
-from qdistill.data import Augmentation
+from qdistill.data import Augmentation, build_dataset
 from qdistill.distill import DistillConfig, TeacherOutputCache, cache_disabled_reason
 from qdistill.errors import CheckpointError, ConfigError
 from qdistill.experiment.planner import config_hash, spec_key
@@ -20,7 +20,7 @@ from qdistill.experiment.stages import StageContext
 from qdistill.experiment.stages.training import check_learned, train_with_validation
 from qdistill.models import ModelConfig, load_model, save_model
 from qdistill.runtime import collect_versions, seed_everything
-from qdistill.tasks import Task
+from qdistill.tasks import Task, make_task
 from qdistill.train import TrainConfig
 
 
@@ -30,6 +30,32 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but no CUDA GPU is available; use cpu or auto")
     return torch.device(name)
+
+
+def build_context(config: ExperimentConfig, out_dir: Path) -> RunContext:
+    """The data, device and task of ``config``'s runs, writing under ``out_dir``."""
+    data = build_dataset(config.data.name, **config.data.options)
+    device = resolve_device(config.device)
+    task = make_task(data, device, config.eval_batch_size, config.evaluation.lpips_weights)
+    return RunContext(config, out_dir, task)
+
+
+def float_model_recipe(
+    config: ExperimentConfig, model_cfg: ModelConfig, train: TrainConfig, seed: int
+) -> dict[str, Any]:
+    """Everything a cached float model depends on."""
+    return {
+        "data": config.data.model_dump(mode="json"),
+        "model": model_cfg.model_dump(mode="json"),
+        "train": train.model_dump(mode="json"),
+        "seed": seed,
+        **spec_key(),
+    }
+
+
+def float_model_path(cache_dir: Path, model_cfg: ModelConfig, recipe: dict[str, Any]) -> Path:
+    stem = model_cfg.name.replace(":", "-")  # torchvision:resnet18 -> a portable file name
+    return cache_dir / f"float-{stem}-{config_hash(recipe)}.safetensors"
 
 
 @dataclass
@@ -121,15 +147,8 @@ class RunContext:
         self, model_cfg: ModelConfig, train: TrainConfig, seed: int, desc: str
     ) -> tuple[nn.Module, dict[str, Any]]:
         """A float model trained with ``train``, cached on disk by its full recipe."""
-        recipe = {
-            "data": self.config.data.model_dump(mode="json"),
-            "model": model_cfg.model_dump(mode="json"),
-            "train": train.model_dump(mode="json"),
-            "seed": seed,
-            **spec_key(),
-        }
-        stem = model_cfg.name.replace(":", "-")  # torchvision:resnet18 -> a portable file name
-        path = self.cache_dir / f"float-{stem}-{config_hash(recipe)}.safetensors"
+        recipe = float_model_recipe(self.config, model_cfg, train, seed)
+        path = float_model_path(self.cache_dir, model_cfg, recipe)
         if path.is_file():
             try:
                 model, metadata = load_model(path)

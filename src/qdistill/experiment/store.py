@@ -1,11 +1,18 @@
-"""The results store: one JSON line per finished run (a RunRecord), appended, never
-rewritten."""
+"""The results store: one JSON line per finished run (a RunRecord), appended under a file
+lock, never rewritten."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None
 
 from qdistill.console import console
 from qdistill.experiment.migrate import read_record
@@ -13,6 +20,20 @@ from qdistill.experiment.record import RunRecord
 from qdistill.paths import output_errors
 
 CHUNK = 1 << 16  # read backwards in chunks to find where a torn last line starts
+
+
+@contextmanager
+def _exclusive(handle) -> Iterator[None]:
+    """Hold an exclusive lock on the open file, so writers in other processes (another
+    tool appending, a driver on another node of a shared folder) wait their turn."""
+    if fcntl is None:  # Windows: appends of one small write do not interleave
+        yield
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class ResultsStore:
@@ -28,7 +49,7 @@ class ResultsStore:
         line = json.dumps(record.to_json(), default=str).encode() + b"\n"
         with output_errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+b") as handle:
+            with open(self.path, "a+b") as handle, _exclusive(handle):
                 self._cut_torn_tail(handle)
                 handle.write(line)
                 handle.flush()
