@@ -5,11 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer
 
 from qdistill.errors import ConfigError
+
+ADDED_LATER = "added_later"
+
+
+def added_later(default: Any, **kwargs: Any) -> Any:
+    """A field added after runs were recorded: its dump leaves it out while it holds its
+    default, so the run ids and float-model cache keys hashed from dumps before it existed
+    stay the same (and a recorded config reads back with the default)."""
+    return Field(default, json_schema_extra={ADDED_LATER: True}, **kwargs)
 
 
 class StrictConfig(BaseModel):
@@ -17,6 +26,18 @@ class StrictConfig(BaseModel):
     cannot be changed after validation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_serializer(mode="wrap")
+    def _without_later_defaults(self, handler: Any) -> Any:
+        data = handler(self)
+        if not isinstance(data, dict):
+            return data
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            later = isinstance(extra, dict) and extra.get(ADDED_LATER)
+            if later and name in data and getattr(self, name) == info.default:
+                del data[name]
+        return data
 
 
 @contextmanager

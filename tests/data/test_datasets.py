@@ -202,3 +202,23 @@ def test_image_folder_errors_say_what_to_fix(tmp_path):
     _image_classes(tmp_path / "two" / "test", ["a", "zebra"], per_class=1)
     with pytest.raises(DatasetError, match=r"test classes \['zebra'\] have no training folder"):
         build_dataset("image_folder", root=str(tmp_path / "two"))
+
+
+def test_horizontal_flips_mirror_about_half_the_images_and_are_seeded():
+    from qdistill.data import Augmentation
+
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4).repeat(200, 1, 1, 1)
+    flip = Augmentation(hflip=True)
+    out = flip(x, torch.Generator().manual_seed(0))
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    kept = (out == x).flatten(1).all(1)
+    assert bool((mirrored ^ kept).all())  # each image whole: mirrored or untouched
+    assert 70 < int(mirrored.sum()) < 130
+    assert torch.equal(out, flip(x, torch.Generator().manual_seed(0)))
+    assert flip.describe() == "shift=0,noise_std=0.0,hflip" and flip.active
+    # off, it draws nothing: shifted batches are the same as before flips existed
+    shifted = Augmentation(shift=1)(x, torch.Generator().manual_seed(3))
+    assert torch.equal(
+        shifted, Augmentation(shift=1, hflip=False)(x, torch.Generator().manual_seed(3))
+    )
+    assert Augmentation(shift=2).describe() == "shift=2,noise_std=0.0"

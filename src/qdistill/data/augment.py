@@ -10,10 +10,12 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random translation by up to ``shift`` pixels (zero fill) and additive noise."""
+    """Random translation by up to ``shift`` pixels (zero fill: the padded random crop of
+    CIFAR training), a horizontal flip of a random half of the images, additive noise."""
 
     shift: int = 0
     noise_std: float = 0.0
+    hflip: bool = False
 
     def __post_init__(self) -> None:
         if self.shift < 0 or self.noise_std < 0:
@@ -21,16 +23,19 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return self.shift > 0 or self.noise_std > 0
+        return self.shift > 0 or self.noise_std > 0 or self.hflip
 
     def describe(self) -> str:
         if not self.active:
             return "none"
-        return f"shift={self.shift},noise_std={self.noise_std}"
+        return f"shift={self.shift},noise_std={self.noise_std}" + (",hflip" if self.hflip else "")
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.shift > 0 and x.dim() == 4:
             x = self._shift(x, generator)
+        if self.hflip and x.dim() == 4:
+            flip = torch.rand(len(x), generator=generator) < 0.5
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
         if self.noise_std > 0:
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
             x = x + self.noise_std * noise.to(x.device)

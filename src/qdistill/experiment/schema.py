@@ -26,7 +26,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from qdistill.bounded_yaml import load_yaml
-from qdistill.config import FileName, StrictConfig, located_errors
+from qdistill.config import FileName, StrictConfig, added_later, located_errors
 from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import distillation_of
@@ -37,10 +37,12 @@ from qdistill.train import TrainConfig
 
 
 class AugmentConfig(StrictConfig):
-    """Training-input augmentation: random shifts (pixels) and Gaussian noise."""
+    """Training-input augmentation: random shifts (pixels, zero fill), horizontal flips of
+    half the images, Gaussian noise. CIFAR's standard is ``{shift: 4, hflip: true}``."""
 
     shift: int = Field(0, ge=0)
     noise_std: float = Field(0.0, ge=0)
+    hflip: bool = added_later(False)
 
 
 class DataConfig(StrictConfig):
