@@ -338,6 +338,11 @@ CASES = [
         lambda w: _run(w, w.sweep_with("s2.yaml"), "--set", "students.9.bits=w4a4"),
         "not an index",
     ),
+    (
+        "qat-precision",
+        lambda w: _run(w, w.student("qp.yaml", method="qat", train={"precision": "bf16"})),
+        "runs in fp32",
+    ),
     ("workers-zero", lambda w: _run(w, w.sweep_with("w0.yaml"), "--workers", "0"), "at least 1"),
     ("threads-zero", lambda w: _run(w, w.sweep_with("t0.yaml"), "--threads", "0"), "at least 1"),
     (

@@ -191,3 +191,31 @@ def test_also_train_modules_are_optimised_and_kept_in_train_mode():
     extra.eval()
     fit(model, [(x, y)], TrainConfig(epochs=1), loss_fn=loss_fn, also_train=[extra], quiet=True)
     assert not torch.equal(before, extra.weight)
+
+
+def test_bf16_autocast_trains_a_float_model(digits):
+    model = _mlp()
+    config = TrainConfig(epochs=3, optimizer={"lr": 3e-3}, precision="bf16")
+    batches = Batches(digits.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    fit(model, batches, config, quiet=True)
+    assert next(model.parameters()).dtype == torch.float32  # weights stay fp32
+    assert evaluate_classifier(model, Batches(digits.val, 256))["acc"] > 85
+
+
+def test_fp16_scales_the_loss_and_steps_on_true_gradients(digits):
+    model = _mlp()
+    config = TrainConfig(epochs=2, optimizer={"lr": 3e-3}, precision="fp16", grad_clip=1.0)
+    batches = Batches(digits.train, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    result = fit(model, batches, config, quiet=True)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert evaluate_classifier(model, Batches(digits.val, 256))["acc"] > 70
+
+
+def test_mixed_precision_is_refused_for_fake_quantized_models(digits):
+    from qdistill.errors import ConfigError
+    from qdistill.quant import quantize
+
+    model = quantize(_mlp(), "w4a4")
+    config = TrainConfig(epochs=1, precision="bf16")
+    with pytest.raises(ConfigError, match="precision bf16 is for float training"):
+        fit(model, Batches(digits.train, 64), config, quiet=True, desc="qat")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from qdistill.config import StrictConfig
+from qdistill.config import StrictConfig, added_later
 
 
 class OptimizerConfig(StrictConfig):
@@ -45,6 +45,10 @@ class TrainConfig(StrictConfig):
     restore_best: bool = True
     # Training loss of image-to-image models (classifiers always use cross-entropy).
     pixel_loss: Literal["l1", "l2", "charbonnier"] = "l1"
+    # Mixed precision of a float model's forward pass: bf16 autocast, or fp16 autocast
+    # with loss scaling (meant for GPUs). Weights and optimiser stay fp32; a model with
+    # fake quantizers always trains in fp32.
+    precision: Literal["fp32", "bf16", "fp16"] = added_later("fp32")
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:

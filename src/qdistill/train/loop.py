@@ -6,6 +6,7 @@ what differs is the ``loss_fn`` and the hooks, never a copy of the loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qdistill.console import console, progress_bar
-from qdistill.errors import DivergenceError, NonFiniteLossError
+from qdistill.errors import ConfigError, DivergenceError, NonFiniteLossError
+from qdistill.quant import is_quantized
 from qdistill.train.checkpoint import save_checkpoint
 from qdistill.train.config import TrainConfig
 from qdistill.train.optim import build_optimizer, lr_factor
@@ -29,6 +31,7 @@ HOOK_NAMES = ("after_backward", "on_epoch_end")
 # A loss this many times above its first value (or above 1, when it started lower) means
 # training has diverged: no schedule or quantizer step legitimately multiplies it so.
 EXPLOSION = 1000.0
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -155,6 +158,39 @@ class _Steps:
     desc: str
     start_loss: float | None = None  # the first step's, for the divergence check
 
+    def __post_init__(self) -> None:
+        precision = self.config.precision
+        if precision != "fp32" and is_quantized(self.model):
+            raise ConfigError(
+                f"{self.desc}: precision {precision} is for float training; a model with "
+                "fake quantizers trains in fp32 (remove precision from its train settings)"
+            )
+        self.device_type = next(self.trained.parameters()).device.type
+        # fp16's narrow range needs the loss scaled up, and gradients unscaled before a step
+        self.scaler = torch.amp.GradScaler(self.device_type) if precision == "fp16" else None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = AUTOCAST_DTYPES.get(self.config.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=dtype)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _step(self) -> None:
+        """Clip (on true gradients), step, and clear the gradients."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.trained.parameters(), self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)  # skipped when a gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
     def _check_loss(self, loss: float, epoch: int, step: int, lr: float) -> None:
         """Stop on a NaN/inf loss, or one EXPLOSION times above where it started."""
         where = f"at epoch {epoch + 1} step {step + 1}"
@@ -185,33 +221,25 @@ class _Steps:
             factor = lr_factor(config.schedule, config.epochs, epoch + fraction)
             for group, base in zip(optimizer.param_groups, self.base_lrs, strict=True):
                 group["lr"] = base * factor
-            loss = self.loss_fn(self.model, _to_device(batch, self.device))
+            with self._autocast():
+                loss = self.loss_fn(self.model, _to_device(batch, self.device))
             loss_value = loss.item()
             self._check_loss(loss_value, epoch, step, self.base_lrs[0] * factor)
-            (loss / accumulate if accumulate > 1 else loss).backward()
+            self._backward(loss / accumulate if accumulate > 1 else loss)
             for hook in self.after_backward:
                 hook(self.model, step)
             if (step + 1) % accumulate == 0:
-                _optimizer_step(self.trained, optimizer, config.grad_clip)
+                self._step()
             loss_sum += loss_value
             loss_count += 1
             progress.update(bar, advance=1, status=f"loss {loss_sum / loss_count:.4f}")
         if (step + 1) % accumulate != 0:
-            _optimizer_step(self.trained, optimizer, config.grad_clip)
+            self._step()
         return {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(loss_count, 1),
             "lr": self.base_lrs[0] * factor,
         }
-
-
-def _optimizer_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None
-) -> None:
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def _improved(value: float | None, best: float | None) -> bool:

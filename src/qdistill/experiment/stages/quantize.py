@@ -46,6 +46,16 @@ class QuantizeStage(StageConfig):
             raise ValueError("mode qkd trains per phase; move 'train' under 'phases'")
         if mode == "qat" and self.phases is not None:
             raise ValueError("'phases' belong to mode qkd")
+        phases = self.phases
+        trainings = [
+            self.train,
+            *((phases.self_study, phases.co_study, phases.tutoring) if phases else ()),
+        ]
+        if any(t is not None and t.precision != "fp32" for t in trainings):
+            raise ValueError(
+                "precision bf16/fp16 is for float training; quantization-aware training "
+                "runs in fp32 (its fake quantizers round in fp32), so remove it here"
+            )
         return self
 
     @property
