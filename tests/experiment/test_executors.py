@@ -273,7 +273,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_runs_retried(tmp_path, tiny
     assert "failed: its worker process died (killed, or out of memory); trying it once more" in (
         printed
     )
-    assert "[try 2] teacher seed 0" in printed
+    assert "[try 2] " in printed  # the runs in flight went to the new pool
 
 
 def _cmdline(pid: int) -> bytes:
