@@ -115,3 +115,14 @@ def test_compression_counts_pruning_against_the_start_model(record_of):
     old = record_of(name="o", size_bytes=1000, float32_bytes=4000)
     rows = {row.name: row for row in summarize([pruned, old])}
     assert rows["p"].compression == pytest.approx(4.0) and rows["o"].compression == 4.0
+
+
+def test_a_paired_difference_is_read_against_twice_its_standard_error():
+    from qdistill.report.comparison_sections import reading
+    from qdistill.report.summary import Stat
+
+    assert reading(Stat(1.0, 0.4, 5)) == "gain (> 2 SE)"
+    assert reading(Stat(-1.0, 0.4, 5)) == "loss (> 2 SE)"
+    assert reading(Stat(0.8, 0.4, 5)) == "within noise (|Δ| ≤ 2 SE)"
+    assert reading(Stat(-0.09, 1.35, 3)) == "within noise (|Δ| ≤ 2 SE)"
+    assert reading(Stat(2.0, None, 1)) == "one pair: no SE, no verdict"

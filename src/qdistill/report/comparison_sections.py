@@ -15,7 +15,7 @@ from qdistill.report.comparisons import (
     unpaired_comparisons,
 )
 from qdistill.report.plots import plot_grid
-from qdistill.report.summary import SummaryRow
+from qdistill.report.summary import Stat, SummaryRow
 from qdistill.report.tables import drop_empty_columns, markdown_table
 from qdistill.tasks import Metric
 
@@ -69,6 +69,15 @@ def grid_sections(rows: list[SummaryRow], metric: Metric, out_dir: Path) -> list
     ]
 
 
+def reading(difference: Stat) -> str:
+    """What a paired difference says: a gain or loss beyond 2 SE, or noise."""
+    if difference.se is None:
+        return "one pair: no SE, no verdict"
+    if abs(difference.mean) <= 2 * difference.se:
+        return "within noise (|Δ| ≤ 2 SE)"
+    return "gain (> 2 SE)" if difference.mean > 0 else "loss (> 2 SE)"
+
+
 def paired_section(records: list[RunRecord], metric: Metric) -> list[str]:
     effects = paired_effects(records, metric.key)
     lines: list[str] = []
@@ -84,18 +93,21 @@ def paired_section(records: list[RunRecord], metric: Metric) -> list[str]:
                 e.baseline_stat.format(),
                 e.difference.format(),
                 str(e.difference.n),
+                reading(e.difference),
             ]
             for e in effects
         ]
         headers = ["Student", "Baseline", "Bits", "alpha", "T"]
-        headers += ["Student", "Baseline", "Δ (gain)", "Pairs"]
+        headers += ["Student", "Baseline", "Δ (gain)", "Pairs", "Reading"]
         lines += [
             "",
             "## Paired comparisons",
             "",
             f"Difference in {metric.label} against the `compare_to` student (the effect of "
             "what the two recipes differ in: distillation, equalization, ...), paired by "
-            "seed and bit width; ± is the standard error of the paired differences.",
+            "seed and bit width; ± is the standard error (SE) of the paired differences. A "
+            "difference counts as a gain or a loss only beyond twice its SE; within that it "
+            "cannot be told from seed noise.",
             "",
             markdown_table(*drop_empty_columns(headers, table)),
         ]
