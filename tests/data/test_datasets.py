@@ -222,3 +222,38 @@ def test_horizontal_flips_mirror_about_half_the_images_and_are_seeded():
         shifted, Augmentation(shift=1, hflip=False)(x, torch.Generator().manual_seed(3))
     )
     assert Augmentation(shift=2).describe() == "shift=2,noise_std=0.0"
+
+
+def test_a_labelled_fraction_withholds_the_other_labels_class_by_class():
+    from qdistill.data import ArraySplit
+    from qdistill.data.base import UNLABELLED, labelled_subset
+
+    labels = torch.arange(200) % 10
+    keep = labelled_subset(labels, 0.05, seed=0)
+    assert keep.sum() == 10 and set(labels[keep].tolist()) == set(range(10))  # one per class
+    assert torch.equal(keep, labelled_subset(labels, 0.05, seed=0))
+    assert not torch.equal(keep, labelled_subset(labels, 0.05, seed=1))
+    assert labelled_subset(labels, 0.001, seed=0).sum() == 10  # never a class without labels
+    split = ArraySplit(torch.zeros(200, 1, 2, 2), labels)
+    batches = Batches(split, 50, shuffle=True, generator=torch.Generator(), labelled=keep)
+    seen = torch.cat([y for _, y in batches])
+    assert int((seen != UNLABELLED).sum()) == 10
+
+
+def test_cross_entropy_learns_only_from_labelled_samples():
+    from qdistill.data.base import UNLABELLED
+    from qdistill.distill.losses import kd_kl_loss
+    from qdistill.train.loop import labelled_cross_entropy
+
+    logits = torch.randn(6, 4, requires_grad=True)
+    labels = torch.tensor([0, UNLABELLED, 2, UNLABELLED, 1, 3])
+    kept = labels != UNLABELLED
+    expected = torch.nn.functional.cross_entropy(logits[kept], labels[kept])
+    assert torch.allclose(labelled_cross_entropy(logits, labels), expected)
+    none = torch.full((6,), UNLABELLED)
+    loss = labelled_cross_entropy(logits, none)
+    loss.backward()
+    assert loss.item() == 0 and logits.grad.abs().sum() == 0  # no label, no signal, no NaN
+    teacher = torch.randn(6, 4)
+    soft_only = kd_kl_loss(logits, teacher, none, alpha=0.9, temperature=4)
+    assert torch.isfinite(soft_only) and soft_only > 0  # the teacher still teaches

@@ -161,3 +161,26 @@ def test_self_study_alone_is_exactly_qat(tmp_path, tiny_config):
     ]
     records = {r.name: r for r in run_experiment(parse_experiment(tiny_config), tmp_path).records}
     assert records["ss"].metrics == records["qat"].metrics
+
+
+def test_distillation_teaches_on_the_images_whose_labels_are_withheld(tmp_path, tiny_config):
+    few = {"epochs": 4, "optimizer": {"lr": 0.01}, "labelled_fraction": 0.02}
+    student = {"method": "float", "model": "dnn_30", "init": "scratch", "train": few}
+    tiny_config["students"] = [
+        {"name": "few", **student},
+        {"name": "few-kd", **student, "distill": {"alpha": 0.9, "temperature": 4}},
+    ]
+    outcome = run_experiment(parse_experiment(tiny_config), tmp_path)
+    by_name = {r.name: r.metrics["test_acc"] for r in outcome.records}
+    # 2% of the labels (about 2 per class) against a teacher that labels every image
+    assert by_name["few-kd"] > by_name["few"] + 5, by_name
+    assert outcome.records[1].config["train"]["labelled_fraction"] == 0.02
+
+
+def test_super_resolution_has_no_labels_to_withhold(tmp_path):
+    from qdistill.data import build_dataset
+    from qdistill.tasks import make_task
+
+    task = make_task(build_dataset("photos", eval_crop=32, lr_patch=8), "cpu", 8)
+    with pytest.raises(ConfigError, match="labelled_fraction withholds class labels"):
+        task.training_batches(8, 0, None, labelled_fraction=0.5)

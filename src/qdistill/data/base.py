@@ -66,11 +66,29 @@ class ClassificationData:
         }
 
 
+# The label given to a training sample whose label is withheld (a labelled fraction < 1):
+# cross-entropy ignores it; distillation still learns from the teacher on it.
+UNLABELLED = -100
+
+
+def labelled_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """A bool mask keeping ``fraction`` of each class's samples labelled (at least one per
+    class), chosen at random but fixed by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    for label in torch.unique(labels).tolist():
+        members = (labels == label).nonzero().flatten()
+        count = max(1, round(fraction * len(members)))
+        keep[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+    return keep
+
+
 class Batches:
     """Iterates (x, y) mini-batches of an ArraySplit; reshuffled every pass when asked.
 
     With ``with_index`` each batch is (x, y, sample indices), for lookups such as a
-    teacher-output cache; ``augment`` transforms the inputs of every batch anew.
+    teacher-output cache; ``augment`` transforms the inputs of every batch anew;
+    samples outside ``labelled`` (a bool mask) carry the label ``UNLABELLED``.
     Indexing whole in-memory tensors is far faster than a per-sample DataLoader for
     the small datasets qdistill trains on.
     """
@@ -84,6 +102,7 @@ class Batches:
         drop_last: bool = False,
         with_index: bool = False,
         augment: Augmentation | None = None,
+        labelled: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -94,6 +113,7 @@ class Batches:
         self.drop_last = drop_last
         self.with_index = with_index
         self.augment = augment if augment is not None and augment.active else None
+        self.labelled = labelled
 
     def __len__(self) -> int:
         n = len(self.split)
@@ -113,6 +133,8 @@ class Batches:
                 x, y = self.split.x[index], self.split.y[index]
             if self.augment is not None:
                 x = self.augment(x, self.generator)
+            if self.labelled is not None:
+                y = y.masked_fill(~self.labelled[index], UNLABELLED)
             yield (x, y, index) if self.with_index else (x, y)
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from qdistill.errors import ShapeMismatchError
+from qdistill.train.loop import labelled_cross_entropy
 
 
 def check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None:
@@ -32,7 +33,8 @@ def kd_kl_loss(
     """Hinton's knowledge-distillation loss (batch mean).
 
     The T^2 factor keeps the soft term's gradients on the scale of the hard term's as
-    T changes. alpha = 0 is plain cross-entropy; alpha = 1 ignores the labels.
+    T changes. alpha = 0 is plain cross-entropy; alpha = 1 ignores the labels. Samples
+    whose label is withheld (``UNLABELLED``) learn from the teacher only.
     """
     check_same_shape(student_logits, teacher_logits, "kd_kl")
     if not 0.0 <= alpha <= 1.0:
@@ -41,7 +43,7 @@ def kd_kl_loss(
         raise ValueError(f"temperature must be positive, got {temperature}")
     if alpha < 1 and labels is None:
         raise ValueError("kd_kl with alpha < 1 needs labels")
-    hard = F.cross_entropy(student_logits, labels) if alpha < 1 else None
+    hard = labelled_cross_entropy(student_logits, labels) if alpha < 1 else None
     if alpha == 0:
         return hard
     soft = F.kl_div(

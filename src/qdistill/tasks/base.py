@@ -69,7 +69,13 @@ class Task(Protocol):
     @property
     def num_outputs(self) -> int: ...
 
-    def training_batches(self, batch_size: int, seed: int, augment: Augmentation | None): ...
+    def training_batches(
+        self,
+        batch_size: int,
+        seed: int,
+        augment: Augmentation | None,
+        labelled_fraction: float = 1.0,
+    ) -> Iterable: ...
 
     def loss_fn(self, train: TrainConfig) -> LossFn: ...
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from qdistill.data import Augmentation, Batches, ClassificationData
+from qdistill.data.base import labelled_subset
 from qdistill.metrics import evaluate_classifier
 from qdistill.quant import convert
 from qdistill.tasks.base import TASKS, Metric, Panel
@@ -40,11 +41,22 @@ def training_batches(
     batch_size: int,
     seed: int,
     augment: Augmentation | None = None,
+    labelled_fraction: float = 1.0,
 ) -> Batches:
-    """Shuffled training batches carrying sample indices (for teacher-output caches)."""
+    """Shuffled training batches carrying sample indices (for teacher-output caches), the
+    labels of all but ``labelled_fraction`` of the images withheld."""
     generator = torch.Generator().manual_seed(seed)
+    labelled = None
+    if labelled_fraction < 1:
+        labelled = labelled_subset(data.train.y, labelled_fraction, seed)
     return Batches(
-        data.train, batch_size, shuffle=True, generator=generator, with_index=True, augment=augment
+        data.train,
+        batch_size,
+        shuffle=True,
+        generator=generator,
+        with_index=True,
+        augment=augment,
+        labelled=labelled,
     )
 
 
@@ -81,8 +93,14 @@ class ClassificationTask:
     def num_outputs(self) -> int:
         return self.data.num_classes
 
-    def training_batches(self, batch_size: int, seed: int, augment: Augmentation | None):
-        return training_batches(self.data, batch_size, seed, augment)
+    def training_batches(
+        self,
+        batch_size: int,
+        seed: int,
+        augment: Augmentation | None,
+        labelled_fraction: float = 1.0,
+    ):
+        return training_batches(self.data, batch_size, seed, augment, labelled_fraction)
 
     def loss_fn(self, train: TrainConfig) -> LossFn:
         return classification_loss

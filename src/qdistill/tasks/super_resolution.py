@@ -15,6 +15,7 @@ from qdistill.data import Augmentation
 from qdistill.data.images import bicubic_resize, center_crop
 from qdistill.data.sr import SRData
 from qdistill.distill.losses import pixel_loss
+from qdistill.errors import ConfigError
 from qdistill.metrics import fidelity, haarpsi, lpips_metric
 from qdistill.quant import convert
 from qdistill.tasks.base import TASKS, Baseline, Metric, Panel, sample_path
@@ -69,7 +70,18 @@ class SuperResolutionTask:
     def num_outputs(self) -> int:
         return self.data.num_outputs
 
-    def training_batches(self, batch_size: int, seed: int, augment: Augmentation | None):
+    def training_batches(
+        self,
+        batch_size: int,
+        seed: int,
+        augment: Augmentation | None,
+        labelled_fraction: float = 1.0,
+    ):
+        if labelled_fraction < 1:
+            raise ConfigError(
+                "labelled_fraction withholds class labels; a super-resolution model learns "
+                "from its high-resolution images, so remove it"
+            )
         return self.data.patches(batch_size, torch.Generator().manual_seed(seed))
 
     def loss_fn(self, train: TrainConfig) -> LossFn:

@@ -49,6 +49,10 @@ class TrainConfig(StrictConfig):
     # with loss scaling (meant for GPUs). Weights and optimiser stay fp32; a model with
     # fake quantizers always trains in fp32.
     precision: Literal["fp32", "bf16", "fp16"] = added_later("fp32")
+    # Classification: learn from the labels of only this fraction of the training images
+    # (a seeded, class-stratified subset); with distillation the teacher's outputs still
+    # teach on every image (semi-supervised distillation).
+    labelled_fraction: float = added_later(1.0, gt=0, le=1)
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:

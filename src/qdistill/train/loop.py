@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qdistill.console import console, progress_bar
+from qdistill.data.base import UNLABELLED
 from qdistill.errors import ConfigError, DivergenceError, NonFiniteLossError
 from qdistill.quant import is_quantized
 from qdistill.train.checkpoint import save_checkpoint
@@ -34,10 +35,19 @@ EXPLOSION = 1000.0
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the samples that have a label (0 when none has)."""
+    labelled = labels != UNLABELLED
+    if bool(labelled.all()):
+        return F.cross_entropy(logits, labels)
+    total = F.cross_entropy(logits, labels, reduction="sum", ignore_index=UNLABELLED)
+    return total / labelled.sum().clamp_min(1)
+
+
 def classification_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Cross-entropy of ``model`` on an (x, y) or (x, y, sample index) batch."""
     x, y = batch[0], batch[1]
-    return F.cross_entropy(model(x), y)
+    return labelled_cross_entropy(model(x), y)
 
 
 @dataclass

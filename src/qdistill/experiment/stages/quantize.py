@@ -104,7 +104,9 @@ def _run_qkd(config: QuantizeStage, state: StudentState, ctx: StageContext) -> d
     results = qkd(
         state.model,
         state.teacher,
-        lambda train: ctx.task.training_batches(train.batch_size, ctx.seed, ctx.augment),
+        lambda train: ctx.task.training_batches(
+            train.batch_size, ctx.seed, ctx.augment, train.labelled_fraction
+        ),
         phases,
         distillation,
         evaluate=ctx.task.validate,

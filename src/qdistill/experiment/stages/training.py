@@ -43,7 +43,7 @@ def train_with_validation(
     epoch by the task's monitor is kept); return a summary for records."""
     result = fit(
         model,
-        task.training_batches(train.batch_size, seed, augment),
+        task.training_batches(train.batch_size, seed, augment, train.labelled_fraction),
         train,
         loss_fn=task.loss_fn(train),
         evaluate=task.validate,
@@ -87,7 +87,7 @@ def train_or_distill(
     result = distill(
         state.model,
         state.teacher,
-        task.training_batches(train.batch_size, ctx.seed, ctx.augment),
+        task.training_batches(train.batch_size, ctx.seed, ctx.augment, train.labelled_fraction),
         train,
         config,
         cache=ctx.teacher_cache(state.teacher, config),
