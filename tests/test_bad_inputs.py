@@ -343,6 +343,20 @@ CASES = [
         lambda w: _run(w, w.student("qp.yaml", method="qat", train={"precision": "bf16"})),
         "runs in fp32",
     ),
+    (
+        "module-untrusted",
+        lambda w: _run(w, w.sweep_with("mu.yaml", teacher={"model": {"module": "os:system"}})),
+        "--trust-module os",
+    ),
+    (
+        "module-missing",
+        lambda w: (
+            "--trust-module",
+            "nowhere_pkg",
+            *_run(w, w.sweep_with("mm.yaml", teacher={"model": {"module": "nowhere_pkg.m:b"}})),
+        ),
+        "does not import",
+    ),
     ("workers-zero", lambda w: _run(w, w.sweep_with("w0.yaml"), "--workers", "0"), "at least 1"),
     ("threads-zero", lambda w: _run(w, w.sweep_with("t0.yaml"), "--threads", "0"), "at least 1"),
     (

@@ -68,8 +68,20 @@ def _options(
             "--version", callback=_print_version, is_eager=True, help="Print the version."
         ),
     ] = False,
+    trust_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-module",
+            help="Allow configs to build models from this package's code "
+            "(model: {module: pkg.mod:build}); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     state["debug"] = debug
+    if trust_module:
+        from qdistill.models.user_module import trust_modules
+
+        trust_modules(trust_module)
 
 
 def key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ folder, which on a multi-node cluster must be a path every node shares with the 
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from qdistill.experiment.context import RunContext
 from qdistill.experiment.planner import Run
 from qdistill.experiment.record import RunRecord
 from qdistill.experiment.worker import execute_in_worker
+from qdistill.models.user_module import TRUST_VARIABLE
 
 
 def _ray():
@@ -49,8 +51,10 @@ class RayExecutor:
     ) -> None:
         self._ray = ray = _ray()
         self.config, self.out_dir = ctx.config, Path(ctx.out_dir).resolve()
+        trusted = os.environ.get(TRUST_VARIABLE)
         ray.init(
             address=address,
+            runtime_env={"env_vars": {TRUST_VARIABLE: trusted}} if trusted else None,
             include_dashboard=False,
             log_to_driver=False,  # each run's output is in its log file
             logging_level="warning",

@@ -62,12 +62,14 @@ class TeacherConfig(StrictConfig):
     model: ModelConfig
     train: TrainConfig = TrainConfig()
 
-    @field_validator("train")
-    @classmethod
-    def _trained(cls, train: TrainConfig) -> TrainConfig:
-        if train.epochs == 0:
-            raise ValueError("a teacher trained for 0 epochs teaches noise; set epochs >= 1")
-        return train
+    @model_validator(mode="after")
+    def _trained(self) -> TeacherConfig:
+        if self.train.epochs == 0 and self.model.weights is None:
+            raise ValueError(
+                "a teacher trained for 0 epochs teaches noise; set train.epochs >= 1, or give "
+                "the model trained weights (model.weights: teacher.safetensors)"
+            )
+        return self
 
 
 class ExportConfig(StrictConfig):

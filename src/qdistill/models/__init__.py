@@ -8,6 +8,7 @@ from qdistill.models import (  # noqa: F401  (register the models)
     mobilenet,
     sr,
     torchvision_zoo,
+    user_module,
 )
 from qdistill.models.checkpoint import load_model, save_model
 from qdistill.models.config import ModelConfig
