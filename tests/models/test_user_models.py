@@ -90,7 +90,7 @@ def test_a_bad_module_name_is_one_clear_error(user_package, monkeypatch, member,
 def test_a_user_callable_must_return_a_module(user_package, monkeypatch):
     monkeypatch.setenv(TRUST_VARIABLE, "acme_models")
     config = ModelConfig.model_validate({"module": f"{user_package}:not_a_model"})
-    with pytest.raises(ConfigError, match="returned str, not a torch nn.Module"):
+    with pytest.raises(ConfigError, match=r"returned str, not a torch nn\.Module"):
         config.build((1, 8, 8), 10)
     with pytest.raises(ConfigError, match="must accept input_shape="):
         ModelConfig(name=f"module:{user_package}:build", options={"depth": 3}).build((1, 8, 8), 10)
@@ -126,7 +126,7 @@ def test_a_teacher_can_start_from_trained_weights_in_a_file(tmp_path, tiny_confi
     save_file({k: torch.zeros_like(v) for k, v in teacher.state_dict().items()}, weights)
     with pytest.raises(CheckpointError, match="changed after the config was read"):
         config.build((1, 8, 8), 10)
-    with pytest.raises(ValidationError, match="none.safetensors does not exist"):
+    with pytest.raises(ValidationError, match=r"none\.safetensors does not exist"):
         ModelConfig.model_validate({"name": "mlp", "weights": str(tmp_path / "none.safetensors")})
 
 
