@@ -357,6 +357,7 @@ CASES = [
         ),
         "does not import",
     ),
+    ("profile-unknown", lambda w: _run(w, w.sweep_with("pu.yaml"), "--profile", "x"), "profile"),
     ("workers-zero", lambda w: _run(w, w.sweep_with("w0.yaml"), "--workers", "0"), "at least 1"),
     ("threads-zero", lambda w: _run(w, w.sweep_with("t0.yaml"), "--threads", "0"), "at least 1"),
     (

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qdistill.errors import ConfigError
 from qdistill.experiment import load_experiment, parse_experiment, plan_runs
@@ -15,6 +16,47 @@ def test_every_shipped_config_loads_and_plans(path):
     runs = plan_runs(config)
     assert runs and len({r.run_id for r in runs}) == len(runs)
     assert sum(r.name == "teacher" for r in runs) == len(config.seeds)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_profile_of_a_shipped_config_plans_on_bundled_data(path):
+    from qdistill.experiment.planner import check_selections
+
+    for profile in load_experiment(path).profiles:
+        config = load_experiment(path, (), profile)
+        runs = plan_runs(config)
+        check_selections(config, runs)  # references and hardware runs still exist
+        assert config.data.name in ("digits", "photos"), (path.name, profile)
+
+
+def test_a_profile_applies_before_set_and_unknown_ones_are_named(tmp_path, tiny_config):
+    tiny_config["profiles"] = {"quick": ["seeds=[5]", "teacher.train.epochs=1"]}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    assert load_experiment(path).seeds == [0]
+    quick = load_experiment(path, ("teacher.train.epochs=2",), "quick")
+    assert quick.seeds == [5] and quick.teacher.train.epochs == 2
+    with pytest.raises(ConfigError, match="has no profile 'slow'; its profiles are: quick"):
+        load_experiment(path, (), "slow")
+    with_profiles = [run.run_id for run in plan_runs(load_experiment(path))]
+    del tiny_config["profiles"]
+    path.write_text(yaml.safe_dump(tiny_config))
+    with pytest.raises(ConfigError, match="it defines no profiles"):
+        load_experiment(path, (), "quick")
+    # defining profiles changes no run's identity
+    assert with_profiles == [run.run_id for run in plan_runs(load_experiment(path))]
+
+
+def test_references_must_name_planned_runs(tiny_config):
+    from qdistill.experiment.planner import check_selections
+
+    tiny_config["references"] = [{"source": "a paper", "values": {"ptq-w8a8": 90.0}}]
+    config = parse_experiment(tiny_config)
+    check_selections(config, plan_runs(config))
+    tiny_config["references"][0]["values"] = {"ptq-w9a9": 90.0}
+    config = parse_experiment(tiny_config)
+    with pytest.raises(ConfigError, match=r"references\.0\.values names no planned run"):
+        check_selections(config, plan_runs(config))
 
 
 def test_shipped_configs_are_found():

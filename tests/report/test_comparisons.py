@@ -126,3 +126,36 @@ def test_a_paired_difference_is_read_against_twice_its_standard_error():
     assert reading(Stat(0.8, 0.4, 5)) == "within noise (|Δ| ≤ 2 SE)"
     assert reading(Stat(-0.09, 1.35, 3)) == "within noise (|Δ| ≤ 2 SE)"
     assert reading(Stat(2.0, None, 1)) == "one pair: no SE, no verdict"
+
+
+def test_published_numbers_sit_beside_ours_with_the_time_per_epoch(record_of):
+    from qdistill.experiment.record import StageRecord
+    from qdistill.experiment.schema import ReferenceBlock
+    from qdistill.report.references import references_section
+    from qdistill.tasks import Metric
+
+    history = {"training": {"phases": {"self_study": {"history": [{"epoch_s": 2.0}] * 3}}}}
+    stage = StageRecord("quantize", "quantize(qkd)", 6.0, {}, 100, history)
+    records = [
+        record_of(name="ss-w8a8", group="ss", seed=seed, metrics={"test_acc": acc}, stages=(stage,))
+        for seed, acc in ((0, 91.0), (1, 93.0))
+    ]
+    block = ReferenceBlock(source="Kim et al. 2019", values={"ss-w8a8": 92.13, "qkd": 92.5})
+    lines = references_section(records, [block], Metric("test_acc", "Test acc. (%)"))
+    text = "\n".join(lines)
+    assert "## Published reference numbers" in text and "Kim et al. 2019" in text
+    assert "| ss-w8a8 | 92.13 | 92.00 ± 1.00 | -0.13 | 2.0 |" in text
+    assert "| qkd | 92.50 | not run yet |" in text
+    assert references_section(records, [], Metric("test_acc", "x")) == []
+
+
+def test_published_numbers_on_other_data_are_shown_without_a_difference(record_of):
+    from qdistill.experiment.schema import ReferenceBlock
+    from qdistill.report.references import references_section
+    from qdistill.tasks import Metric
+
+    records = [record_of(name="kd", metrics={"test_acc": 80.5}, data={"name": "digits"})]
+    block = ReferenceBlock(source="CRD", data="cifar100", values={"kd": 73.33})
+    text = "\n".join(references_section(records, [block], Metric("test_acc", "Test acc.")))
+    assert "These runs used digits, not cifar100" in text
+    assert "| kd | 73.33 | 80.50 |  |  |" in text

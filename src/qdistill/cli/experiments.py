@@ -21,11 +21,12 @@ def _run_and_report(
     force: bool,
     overrides: list[str] | None = None,
     execution: Execution | None = None,
+    profile: str | None = None,
 ) -> None:
     from qdistill.experiment import load_experiment, run_experiment
     from qdistill.report import results_table, write_report
 
-    config = load_experiment(experiment_path, overrides or ())
+    config = load_experiment(experiment_path, overrides or (), profile)
     out_dir = out or Path("runs") / config.name
     outcome = run_experiment(config, out_dir, force=force, execution=execution)
     report = write_report(
@@ -36,6 +37,7 @@ def _run_and_report(
         outcome.benchmarks,
         config.description,
         outcome.hardware,
+        config.references,
     )
     console.print(results_table(outcome.records))
     console.print(
@@ -84,12 +86,16 @@ def run(
         int | None,
         typer.Option(help="Torch threads per run (default: the CPUs shared among --workers)."),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Apply a profile the file defines (e.g. smoke: a short version)."),
+    ] = None,
 ) -> None:
     """Run every run of an experiment YAML file and write its report."""
     from qdistill.experiment.executors import Execution
 
     execution = Execution(executor, workers, address, threads)  # type: ignore[arg-type]
-    _run_and_report(experiment, out, force, set_, execution)
+    _run_and_report(experiment, out, force, set_, execution, profile)
 
 
 @app.command()

@@ -121,18 +121,25 @@ def _student_run(
 
 
 def check_selections(config: ExperimentConfig, runs: list[Run]) -> None:
-    """Every run an export, benchmark or hardware block names is planned (a run name such
-    as ``ptq-w4a4`` or a student's name); checked before anything runs or is written."""
+    """Every run an export, benchmark, hardware or references block names is planned (a
+    run name such as ``ptq-w4a4`` or a student's name); checked before anything runs or
+    is written."""
     known = {run.name for run in runs} | {run.group for run in runs}
     blocks = {"export": config.export, "benchmark": config.benchmark, "hardware": config.hardware}
     for key, block in blocks.items():
         if block is None:
             continue
         named = [*block.runs, *(n for t in getattr(block, "targets", []) for n in t.runs)]
-        unknown = sorted(set(named) - known)
-        if unknown:
-            students = sorted({run.group for run in runs})
-            raise ConfigError(
-                f"{key}.runs names no planned run: {unknown}; use a student name "
-                f"({', '.join(students)}) or a run name such as {runs[-1].name!r}"
-            )
+        _check_named(f"{key}.runs", named, known, runs)
+    for index, block in enumerate(config.references):
+        _check_named(f"references.{index}.values", list(block.values), known, runs)
+
+
+def _check_named(where: str, named: list[str], known: set[str], runs: list[Run]) -> None:
+    unknown = sorted(set(named) - known)
+    if unknown:
+        students = sorted({run.group for run in runs})
+        raise ConfigError(
+            f"{where} names no planned run: {unknown}; use a student name "
+            f"({', '.join(students)}) or a run name such as {runs[-1].name!r}"
+        )

@@ -170,6 +170,17 @@ class EvaluationConfig(StrictConfig):
     sample_images: bool = False
 
 
+class ReferenceBlock(StrictConfig):
+    """Published ``values`` of ``metric`` (the task's headline when left out) by run or
+    student name, where they come from and the ``data`` they were measured on (the
+    report compares only runs on the same dataset)."""
+
+    source: str = Field(min_length=1)
+    data: str | None = None  # the dataset they were measured on
+    metric: str | None = None
+    values: dict[str, float] = Field(min_length=1)
+
+
 class ExperimentConfig(StrictConfig):
     name: FileName
     description: str = ""
@@ -183,6 +194,11 @@ class ExperimentConfig(StrictConfig):
     export: ExportConfig | None = None
     benchmark: BenchmarkConfig | None = None
     hardware: HardwareConfig | None = None
+    # Named sets of --set assignments shipped with the file (e.g. ``smoke``: the same
+    # study on bundled data, short), applied by ``qdistill run --profile NAME``.
+    profiles: dict[FileName, list[str]] = added_later({})
+    # Published numbers to print next to ours in the report.
+    references: list[ReferenceBlock] = added_later([])
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:
@@ -281,9 +297,10 @@ def apply_overrides(raw: Any, assignments: list[str] | tuple[str, ...]) -> Any:
 
 
 def load_experiment(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = ()
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), profile: str | None = None
 ) -> ExperimentConfig:
-    """Read and validate an experiment YAML file (safe_load only), with ``overrides``."""
+    """Read and validate an experiment YAML file (safe_load only), with its ``profile``'s
+    assignments and then ``overrides`` applied."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment file {path} does not exist")
@@ -294,8 +311,24 @@ def load_experiment(
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    if overrides:
+    if overrides or profile:
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: an experiment must be a mapping")
-        raw = apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, [*profile_assignments(raw, profile, path), *overrides])
     return parse_experiment(raw, str(path))
+
+
+def profile_assignments(raw: dict, profile: str | None, path: Path) -> list[str]:
+    if profile is None:
+        return []
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict) or profile not in profiles:
+        known = ", ".join(sorted(profiles)) if isinstance(profiles, dict) else ""
+        raise ConfigError(
+            f"{path} has no profile {profile!r}; "
+            + (f"its profiles are: {known}" if known else "it defines no profiles")
+        )
+    assignments = profiles[profile]
+    if not isinstance(assignments, list) or not all(isinstance(a, str) for a in assignments):
+        raise ConfigError(f"{path}: profiles.{profile} must be a list of key=value strings")
+    return assignments

@@ -9,12 +9,14 @@ from pathlib import Path
 from qdistill.experiment.deploy import BenchmarkRecord, ExportRecord
 from qdistill.experiment.hardware import HardwareRecord
 from qdistill.experiment.record import RunRecord
+from qdistill.experiment.schema import ReferenceBlock
 from qdistill.paths import write_text
 from qdistill.report.benchmark import write_benchmark_report
 from qdistill.report.comparison_sections import grid_sections, paired_section, pivot_section
 from qdistill.report.deployment import benchmark_section, export_section
 from qdistill.report.hardware_section import hardware_section
 from qdistill.report.plots import plot_picture_grid, plot_quality_vs_bits
+from qdistill.report.references import references_section
 from qdistill.report.results import results_rows, task_of
 from qdistill.report.sensitivity import sensitivity_sections
 from qdistill.report.summary import summarize
@@ -145,15 +147,18 @@ def write_report(
     benchmarks: list[BenchmarkRecord] | None = None,
     description: str | None = None,
     hardware: list[HardwareRecord] | None = None,
+    references: list[ReferenceBlock] | None = None,
 ) -> Path:
     """Write ``report.md`` (with its plots, and each benchmark's own report) into
     ``out_dir``; return its path. ``description`` (the experiment file's, as it is now)
-    replaces the one the first record was run with."""
+    replaces the one the first record was run with; ``references`` are published numbers
+    to compare with."""
     out_dir = Path(out_dir)
     task = task_of(records)
     rows = summarize(records)
     lines = _header(records, title, description)
     lines += _results_section(records, task)
+    lines += references_section(records, references or [], task.headline)
     if records:
         lines += _pictures_section(records, task, out_dir)
     lines += sensitivity_sections(records)
