@@ -175,3 +175,55 @@ def test_the_flexible_student_takes_its_depth_and_widths_as_options():
     assert [m.out_channels for m in deep.modules() if isinstance(m, torch.nn.Conv2d)] == [8] * 4
     with pytest.raises(ConfigError, match="conv needs at least one width"):
         build_model("flex_cnn", (3, 32, 32), 10, conv=[])
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "plan", "formats", "fpga"),
+    [
+        ("flex_cnn", {}, "w8a8", ("onnx-qdq", "qonnx"), None),
+        ("resnet8x4", {}, {"*": "w8a8", "pool.0": "a8"}, ("onnx-qdq", "qonnx"), None),
+        (
+            "densenet",
+            {"depth": 21, "order": "conv-bn-relu"},
+            "w8a8",
+            ("onnx-qdq", "qonnx"),
+            "several outputs",  # a concatenation: FINN's StreamingConcat is not mapped yet
+        ),
+        # MobileNetV2's QDQ file differs from PyTorch beyond the verifier's tolerance on
+        # random weights (issue 19); depthwise convolutions are not mapped to FINN's VVAU yet
+        ("mobilenetv2", {"width": 0.5}, "w8a8", ("qonnx",), "depthwise"),
+    ],
+)
+def test_the_cifar_models_convert_export_verified_and_estimate(
+    tmp_path, name, options, plan, formats, fpga
+):
+    from qdistill.export import export_model
+    from qdistill.hardware.estimate import estimate_dataflow
+    from qdistill.hardware.stream import DataflowError
+    from qdistill.quant import calibrate, convert, quantize
+
+    x = torch.randn(16, 3, 32, 32)
+    quantized = quantize(build_model(name, (3, 32, 32), 10, **options).eval(), plan, fold_bn=True)
+    calibrate(quantized, [x])
+    quantized.eval()
+    with torch.no_grad():
+        assert torch.equal(convert(quantized)(x).argmax(1), quantized(x).argmax(1))
+    for fmt in formats:
+        assert export_model(quantized, tmp_path / f"{name}.{fmt}.onnx", fmt, x).passed, fmt
+    if fpga is None:
+        estimate = estimate_dataflow(quantized, (3, 32, 32))
+        assert estimate.total.lut > 0 and estimate.fps > 0
+    else:
+        with pytest.raises(DataflowError, match=fpga):
+            estimate_dataflow(quantized, (3, 32, 32))
+
+
+def test_cifar_model_sizes_match_their_references():
+    from qdistill.quant import count_parameters
+
+    # DenseNet-BC-121 (blocks 6-12-24-16, as the studies' depths) at growth 12 on CIFAR-10:
+    # 1.00M; the 0.8M usually quoted is DenseNet-BC L=100, k=12 (Huang et al. 2017), a
+    # shallower net. MobileNetV2 for CIFAR-10 (width 1): 2.24M, the usual 2.2M.
+    densenet = count_parameters(build_model("densenet", (3, 32, 32), 10, depth=121, growth=12))
+    mobilenet = count_parameters(build_model("mobilenetv2", (3, 32, 32), 10))
+    assert (densenet, mobilenet) == (1_000_618, 2_236_682)
