@@ -281,3 +281,22 @@ def test_integer_formats_refuse_models_with_float_leftovers(tmp_path):
         with pytest.raises(ExportError, match=r"would claim integer.*lstm.weight_ih_l0"):
             export_model(model, tmp_path / f"{fmt}.onnx", fmt, x)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bits", ["w4a4", "w8a4", "w4a8"])
+def test_four_bit_qdq_runs_through_max_pooling_in_onnxruntime(tmp_path, bits):
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 10),
+    )  # fmt: skip
+    x = torch.randn(32, 1, 8, 8)
+    quantized = quantize(model, bits)
+    calibrate(quantized, [x])
+    report = export_model(quantized, tmp_path / "m.onnx", "onnx-qdq", x)
+    assert report.passed and report.comparison.max_abs_diff < 1e-4, report
+    proto = onnx.load(tmp_path / "m.onnx")
+    types = {init.data_type for init in proto.graph.initializer}
+    assert onnx.TensorProto.UINT4 not in types and onnx.TensorProto.INT4 not in types

@@ -17,13 +17,13 @@ import warnings
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 from torch import nn
 
 from qdistill.errors import QdistillError
 from qdistill.quant.modules import QuantLayer, QuantPooling
 
-OPSET = 21  # int4/uint4 QuantizeLinear needs 21
+OPSET = 21  # the ai.onnx opset qdistill writes
 # The IR version qdistill stamps on what it writes: int4 types need >= 10, and
 # onnxruntime 1.31 refuses IR 14, which onnx 1.23 gives new models by default.
 RUNTIME_IR_VERSION = 10
@@ -107,12 +107,6 @@ class GraphEditor:
     def add_initializer(self, stem: str, array: np.ndarray) -> str:
         name = self.unique(stem)
         self.graph.initializer.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def add_tensor(self, stem: str, data_type: int, dims: list[int], values: list[int]) -> str:
-        """An initializer of a type numpy cannot hold (int4/uint4)."""
-        name = self.unique(stem)
-        self.graph.initializer.append(helper.make_tensor(name, data_type, dims, values))
         return name
 
     def consumers(self, tensor: str) -> list[tuple[onnx.NodeProto, int]]:

@@ -5,8 +5,11 @@ each quantized layer's input gets a QuantizeLinear -> DequantizeLinear pair with
 the layer's learned activation scale and zero point; integer biases are int32 on the
 accumulator grid (scale s_x * s_w) behind a DequantizeLinear. Accumulation stays
 wide, exactly as in qdistill's quantized layers; onnxruntime fuses the pattern into
-integer kernels (QGemm, QLinearConv, ...). 8-bit and 16-bit everywhere, 4-bit via
-the int4/uint4 types of opset 21; other widths (and binary) are refused.
+integer kernels (QGemm, QLinearConv, ...). 8-bit and 16-bit everywhere; 4-bit codes
+travel in 8-bit containers (int8/uint8, restricted to the 4-bit range by an integer Clip
+after each QuantizeLinear), because onnxruntime runs no pooling or fused convolution on
+int4 tensors: the values are exactly the 4-bit ones and run in int8 kernels, at the
+cost of 8 bits per weight in the file. Other widths (and binary) are refused.
 """
 
 from __future__ import annotations
@@ -18,16 +21,13 @@ from onnx import TensorProto, helper
 from qdistill.export.graph import ExportError, GraphEditor
 from qdistill.export.layers import ExportLayer, TensorQuant
 
-# (bits, signed) -> ONNX element type and numpy type (None: no numpy equivalent)
-_TYPES = {
-    (8, True): (TensorProto.INT8, np.int8),
-    (8, False): (TensorProto.UINT8, np.uint8),
-    (16, True): (TensorProto.INT16, np.int16),
-    (16, False): (TensorProto.UINT16, np.uint16),
-    (4, True): (TensorProto.INT4, None),
-    (4, False): (TensorProto.UINT4, None),
-}
+# (container bits, signed) -> numpy type of the integer tensors
+_TYPES = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, False): np.uint16}
 QDQ_BITS = (4, 8, 16)
+
+
+def _container_bits(quant: TensorQuant) -> int:
+    return 8 if quant.bits < 8 else quant.bits
 
 
 def check_qdq_supported(layers: list[ExportLayer]) -> None:
@@ -50,10 +50,35 @@ def check_qdq_supported(layers: list[ExportLayer]) -> None:
 
 
 def _typed(editor: GraphEditor, stem: str, quant: TensorQuant, values: np.ndarray) -> str:
-    onnx_type, numpy_type = _TYPES[(quant.bits, quant.signed)]
-    if numpy_type is None:
-        return editor.add_tensor(stem, onnx_type, list(values.shape), values.reshape(-1).tolist())
-    return editor.add_initializer(stem, values.astype(numpy_type))
+    return editor.add_initializer(
+        stem, np.asarray(values).astype(_TYPES[(_container_bits(quant), quant.signed)])
+    )
+
+
+def _code_range(editor: GraphEditor, stem: str, quant: TensorQuant) -> tuple[str, str] | None:
+    """Initializers of the codes' bounds when they are narrower than their container."""
+    if quant.bits == _container_bits(quant):
+        return None
+    return (
+        _typed(editor, f"{stem}_min", quant, np.array(quant.q_min)),
+        _typed(editor, f"{stem}_max", quant, np.array(quant.q_max)),
+    )
+
+
+def _quantize_dequantize(
+    editor: GraphEditor, source: str, stem: str, params: tuple[str, str], bounds
+) -> tuple[list[onnx.NodeProto], str]:
+    """QuantizeLinear -> (integer Clip to the code range) -> DequantizeLinear of
+    ``source``; the nodes and the restored tensor's name."""
+    scale, zero = params
+    quantized, restored = editor.unique(f"{stem}_q"), editor.unique(f"{stem}_dq")
+    nodes = [helper.make_node("QuantizeLinear", [source, scale, zero], [quantized])]
+    if bounds is not None:
+        clipped = editor.unique(f"{stem}_codes")
+        nodes.append(helper.make_node("Clip", [quantized, *bounds], [clipped]))
+        quantized = clipped
+    nodes.append(helper.make_node("DequantizeLinear", [quantized, scale, zero], [restored]))
+    return nodes, restored
 
 
 def _params(editor: GraphEditor, stem: str, quant: TensorQuant) -> tuple[str, str]:
@@ -102,13 +127,11 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
                 )
                 node.input[2] = dequantized
             if layer.act is not None:
-                stem = f"{layer.name}.input_q"
-                scale, zero = _params(editor, stem, layer.act)
-                quantized, restored = editor.unique(stem), editor.unique(f"{layer.name}.input_dq")
-                new_nodes += [
-                    helper.make_node("QuantizeLinear", [node.input[0], scale, zero], [quantized]),
-                    helper.make_node("DequantizeLinear", [quantized, scale, zero], [restored]),
-                ]
+                stem = f"{layer.name}.input"
+                params = _params(editor, f"{stem}_q", layer.act)
+                bounds = _code_range(editor, f"{stem}_q", layer.act)
+                nodes, restored = _quantize_dequantize(editor, node.input[0], stem, params, bounds)
+                new_nodes += nodes
                 node.input[0] = restored
             editor.insert_before(node, new_nodes)
     _requantize_layer_outputs(editor, layer_outputs)
@@ -173,29 +196,42 @@ def _requantize_layer_outputs(editor: GraphEditor, layer_outputs: set[str]) -> N
             continue  # a layer feeding its consumer directly needs nothing
         if any(op.op_type in _RELU for op in path_ops) and not _zero_is_lowest(editor, quantizer):
             continue
-        scale, zero = quantizer.input[1], quantizer.input[2]
-        quantized, restored = editor.unique("requantized"), editor.unique("requantized_dq")
+        params = (quantizer.input[1], quantizer.input[2])
+        clip = _code_clip(editor, quantizer)
+        bounds = tuple(clip.input[1:3]) if clip is not None else None
         consumer, index = editor.consumers(node.output[0])[0]
+        nodes, restored = _quantize_dequantize(
+            editor, node.output[0], "requantized", params, bounds
+        )
         consumer.input[index] = restored
         position = list(editor.graph.node).index(consumer)
-        editor.graph.node.insert(
-            position, helper.make_node("DequantizeLinear", [quantized, scale, zero], [restored])
-        )
-        editor.graph.node.insert(
-            position, helper.make_node("QuantizeLinear", [node.output[0], scale, zero], [quantized])
-        )
+        for new_node in reversed(nodes):
+            editor.graph.node.insert(position, new_node)
+
+
+def _code_clip(editor: GraphEditor, quantizer: onnx.NodeProto) -> onnx.NodeProto | None:
+    """The Clip restricting ``quantizer``'s codes to a sub-byte range, if any."""
+    consumers = editor.consumers(quantizer.output[0])
+    if len(consumers) == 1 and consumers[0][0].op_type == "Clip":
+        return consumers[0][0]
+    return None
 
 
 def _zero_is_lowest(editor: GraphEditor, quantizer: onnx.NodeProto) -> bool:
+    """Whether the quantizer's zero point is its lowest code (so a ReLU before it is a
+    no-op on the codes)."""
     zero = editor.initializer(quantizer.input[2])
     if zero is None:
         return False
     value = int(np.asarray(onnx.numpy_helper.to_array(zero)).reshape(-1)[0])
-    low = (
-        0
-        if zero.data_type in (TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT4)
-        else {TensorProto.INT8: -128, TensorProto.INT16: -32768, TensorProto.INT4: -8}[
-            zero.data_type
-        ]
-    )
+    clip = _code_clip(editor, quantizer)
+    if clip is not None:
+        low = editor.initializer(clip.input[1])
+        return low is not None and value == int(onnx.numpy_helper.to_array(low))
+    low = {
+        TensorProto.UINT8: 0,
+        TensorProto.UINT16: 0,
+        TensorProto.INT8: -128,
+        TensorProto.INT16: -32768,
+    }.get(zero.data_type)
     return value == low
