@@ -36,7 +36,7 @@ def save_model(
     model: nn.Module,
     *,
     model_name: str,
-    model_options: dict[str, Any],
+    model_options: dict[str, Any] | None = None,
     input_shape: tuple[int, ...],
     num_outputs: int,
     fold_bn: bool = False,
@@ -49,7 +49,7 @@ def save_model(
     metadata = {
         "format": FORMAT_VERSION,
         "model": model_name,
-        "model_options": model_options,
+        "model_options": model_options or {},
         "input_shape": list(input_shape),
         "num_outputs": num_outputs,
         "quant_plan": plan_of(model).to_config() if is_quantized(model) else None,
