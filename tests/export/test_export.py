@@ -300,3 +300,26 @@ def test_four_bit_qdq_runs_through_max_pooling_in_onnxruntime(tmp_path, bits):
     proto = onnx.load(tmp_path / "m.onnx")
     types = {init.data_type for init in proto.graph.initializer}
     assert onnx.TensorProto.UINT4 not in types and onnx.TensorProto.INT4 not in types
+
+
+def test_a_model_whose_graph_keeps_the_batch_size_exports_for_any_batch(tmp_path):
+    import onnxruntime as ort
+
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+
+        def forward(self, x):
+            state = (torch.zeros(1, x.size(0), 16), torch.zeros(1, x.size(0), 16))
+            return self.head(self.lstm(x, state)[0][:, -1])
+
+    torch.manual_seed(0)
+    model = Recurrent().eval()
+    report = export_model(model, tmp_path / "r.onnx", "onnx", torch.randn(16, 5, 8))
+    assert report.passed and report.comparison.samples == 16
+    session = ort.InferenceSession(str(tmp_path / "r.onnx"))
+    for batch in (1, 3):
+        x = torch.randn(batch, 5, 8)
+        (out,) = session.run(None, {"input": x.numpy()})
+        assert np.allclose(out, model(x).detach().numpy(), atol=1e-5)

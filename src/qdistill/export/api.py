@@ -66,6 +66,13 @@ class ExportReport:
         return ", ".join(parts) + f" on {c.samples} samples"
 
 
+def trace_batch(samples: torch.Tensor) -> torch.Tensor:
+    """Two samples to trace with: torch.export fixes a batch axis of size 1 as a constant
+    (so an LSTM's initial state, sized from the batch, would only accept batch 1)."""
+    samples = samples.cpu()
+    return samples[:2] if len(samples) >= 2 else samples[:1].repeat(2, *[1] * (samples.dim() - 1))
+
+
 def export_model(
     model: nn.Module,
     path: str | Path,
@@ -108,7 +115,7 @@ def export_model(
         check_qdq_supported(layers)  # refuse before the (slow) trace
     if fmt == "finn":
         check_finn_supported(layers)
-    proto = export_float(shadow, sample_inputs[:1].cpu())
+    proto = export_float(shadow, trace_batch(sample_inputs))
     if fmt == "onnx-qdq":
         proto = to_qdq(proto, layers)
     elif fmt == "qonnx":
