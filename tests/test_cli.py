@@ -435,3 +435,26 @@ def test_prune_then_quantize_evaluate_and_export(monkeypatch, capsys, tmp_path, 
         str(onnx_path),
     )
     assert code == 0 and onnx_path.is_file()
+
+
+def test_export_tolerance_and_mismatch_from_the_command_line(
+    monkeypatch, capsys, tmp_path, float_ckpt
+):
+    import qdistill.export.api as api
+
+    qckpt = tmp_path / "q.safetensors"
+    run_cli(monkeypatch, capsys, "quantize", str(float_ckpt), "--bits", "w8a8", "-o", str(qckpt))
+    real = api.run_exported
+    monkeypatch.setattr(api, "run_exported", lambda *args: real(*args) + 0.5)  # a broken runtime
+    path = tmp_path / "q.onnx"
+    export = ["export", str(qckpt), "--format", "onnx-qdq", "--out", str(path)]
+    code, _, err = run_cli(monkeypatch, capsys, *export)
+    assert_user_error(code, err, "outside tolerance: mean |diff| 0.5")
+    code, out, _ = run_cli(monkeypatch, capsys, *export, "--on-mismatch", "warn")
+    assert code == 0 and "Written with warnings" in out and path.is_file()
+    code, out, _ = run_cli(monkeypatch, capsys, *export, "--max-mean-diff", "1e6")
+    assert code == 0 and "Verified" in out
+    code, _, err = run_cli(monkeypatch, capsys, *export, "--on-mismatch", "maybe")
+    assert_user_error(code, err, "--on-mismatch must be refuse or warn")
+    code, _, err = run_cli(monkeypatch, capsys, *export, "--min-agreement", "2")
+    assert_user_error(code, err, "agreement must be in [0, 1]")

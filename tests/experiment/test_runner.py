@@ -209,3 +209,23 @@ def test_a_torn_line_longer_than_a_read_chunk_is_cut_at_its_start(tmp_path, reco
     store.append(record_of(name="c"))
     assert store.path.read_bytes().startswith(intact)
     assert [r.name for r in store.load()] == ["a", "c"]
+
+
+def test_an_experiment_can_keep_exports_outside_tolerance_with_warnings(
+    tmp_path, tiny_config, monkeypatch
+):
+    import qdistill.export.api as api
+
+    real = api.run_exported
+    monkeypatch.setattr(api, "run_exported", lambda *args: real(*args) + 0.5)
+    tiny_config["students"] = [tiny_config["students"][0]]
+    tiny_config["export"] = {"runs": ["ptq-w8a8"], "formats": ["onnx-qdq"]}
+    refused = run_experiment(parse_experiment(tiny_config), tmp_path / "refuse")
+    assert refused.exports[0].report is None and "outside tolerance" in refused.exports[0].error
+    tiny_config["export"]["on_mismatch"] = "warn"
+    tiny_config["export"]["tolerance"] = {"agreement": 0.9}
+    kept = run_experiment(parse_experiment(tiny_config), tmp_path / "warn")
+    (export,) = kept.exports
+    assert export.report is not None and not export.passed and export.report.misses
+    text = write_report(tmp_path / "warn", kept.records, exports=kept.exports).read_text()
+    assert "with warnings: mean \\|diff\\| 0.5 > 0.05" in text  # escaped for the table

@@ -120,17 +120,6 @@ def test_verification_catches_a_corrupted_export(tmp_path, digits_inputs):
     assert not passed and comparison.mean_abs_diff > 0.1 * comparison.output_scale
 
 
-def test_failed_verification_keeps_the_file_aside(tmp_path, digits_inputs, monkeypatch):
-    import qdistill.export.api as api
-
-    model = prepared("small_cnn", "w8a8", digits_inputs)
-    monkeypatch.setattr(api, "_within_tolerance", lambda comparison, fmt, half=False: False)
-    with pytest.raises(ExportError, match=r"does not reproduce.*max \|diff\|"):
-        export_model(model, tmp_path / "m.onnx", "onnx-qdq", digits_inputs[1])
-    assert not (tmp_path / "m.onnx").exists()
-    assert (tmp_path / "m.unverified.onnx").is_file()
-
-
 def _runtime_refuses_ir(ir_version: int) -> bool:
     """Whether the installed onnxruntime refuses a model stamped with ``ir_version``."""
     import onnxruntime as ort
@@ -323,3 +312,35 @@ def test_a_model_whose_graph_keeps_the_batch_size_exports_for_any_batch(tmp_path
         x = torch.randn(batch, 5, 8)
         (out,) = session.run(None, {"input": x.numpy()})
         assert np.allclose(out, model(x).detach().numpy(), atol=1e-5)
+
+
+def _perturbed(monkeypatch, shift):
+    """Make the runtime's outputs differ from PyTorch's by ``shift`` (a broken runtime)."""
+    import qdistill.export.api as api
+
+    real = api.run_exported
+    monkeypatch.setattr(api, "run_exported", lambda *args: real(*args) + shift)
+
+
+def test_an_export_outside_tolerance_is_refused_or_written_with_warnings(
+    tmp_path, monkeypatch, digits_inputs
+):
+    from qdistill.export import Tolerance
+
+    model = prepared("small_cnn", "w8a8", digits_inputs)
+    x = digits_inputs[1]
+    _perturbed(monkeypatch, 0.5)
+    with pytest.raises(ExportError, match=r"mean \|diff\| 0\.5 > 0\.05 x mean \|output\|"):
+        export_model(model, tmp_path / "a.onnx", "onnx-qdq", x)
+    assert not (tmp_path / "a.onnx").exists() and (tmp_path / "a.unverified.onnx").exists()
+    report = export_model(model, tmp_path / "b.onnx", "onnx-qdq", x, on_mismatch="warn")
+    assert (tmp_path / "b.onnx").exists() and not report.passed
+    assert report.outcome == "written with warnings" and "mean |diff|" in report.misses[0]
+    assert "outside tolerance" in report.summary()
+    saved = json.loads((tmp_path / "b.onnx.report.json").read_text())
+    assert saved["passed"] is False and saved["misses"] == report.misses
+    # a looser tolerance the user sets accepts the same file
+    loose = Tolerance(agreement=0.0, mean_diff=1e6)
+    assert export_model(model, tmp_path / "c.onnx", "onnx-qdq", x, tolerance=loose).passed
+    with pytest.raises(ConfigError, match="agreement must be in"):
+        Tolerance(agreement=1.5)

@@ -20,12 +20,29 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, onnx-qdq, qonnx or finn.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     samples: Annotated[int, typer.Option(help="Test inputs the export is verified on.")] = 64,
+    min_agreement: Annotated[
+        float, typer.Option(help="Least share of samples whose top class must agree.")
+    ] = 0.99,
+    min_psnr: Annotated[float, typer.Option(help="Least PSNR (dB) of image outputs.")] = 40.0,
+    max_mean_diff: Annotated[
+        float, typer.Option(help="Largest mean |diff|, relative to the mean |output|.")
+    ] = 0.05,
+    on_mismatch: Annotated[
+        str, typer.Option(help="Beyond tolerance: refuse (keep *.unverified.onnx) or warn.")
+    ] = "refuse",
 ) -> None:
     """Export a checkpoint and verify the written file against PyTorch."""
     from qdistill.experiment.commands import export_checkpoint
+    from qdistill.export import Tolerance
 
-    report = export_checkpoint(checkpoint, fmt, out, samples)
-    console.print(f"[bold green]Verified:[/] {report.summary()}")
+    if on_mismatch not in ("refuse", "warn"):
+        raise ConfigError(f"--on-mismatch must be refuse or warn, got {on_mismatch!r}")
+    tolerance = Tolerance(min_agreement, min_psnr, max_mean_diff)
+    report = export_checkpoint(checkpoint, fmt, out, samples, tolerance, on_mismatch)
+    if report.passed:
+        console.print(f"[bold green]Verified:[/] {report.summary()}")
+    else:
+        console.print(f"[bold yellow]Written with warnings:[/] {report.summary()}")
     console.print(f"Report: {out}.report.json")
 
 

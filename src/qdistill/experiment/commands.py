@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from qdistill.experiment.stages.mixed_precision import (
 )
 from qdistill.experiment.stages.quantize import quantize_calibrated
 from qdistill.experiment.stages.training import check_learned, train_with_validation
-from qdistill.export import ExportReport, export_model
+from qdistill.export import ExportReport, Tolerance, export_model
 from qdistill.export.qonnx_import import import_qonnx
 from qdistill.hardware.benchmark import cpu_throughput
 from qdistill.hardware.boards import load_catalogue
@@ -201,13 +201,27 @@ def evaluate_checkpoint(
     return result
 
 
-def export_checkpoint(checkpoint: Path, fmt: str, out: Path, samples: int) -> ExportReport:
+def export_checkpoint(
+    checkpoint: Path,
+    fmt: str,
+    out: Path,
+    samples: int,
+    tolerance: Tolerance | None = None,
+    on_mismatch: Literal["refuse", "warn"] = "refuse",
+) -> ExportReport:
     """Export a qdistill checkpoint, verified on ``samples`` test inputs of its dataset."""
     model, metadata = load_model(checkpoint)
     data, _ = checkpoint_data(metadata, None, {})
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {samples}")
-    return export_model(model, out, fmt, data.sample_inputs(samples))
+    return export_model(
+        model,
+        out,
+        fmt,
+        data.sample_inputs(samples),
+        tolerance=tolerance,
+        on_mismatch=on_mismatch,
+    )
 
 
 def benchmark_checkpoint(

@@ -14,7 +14,7 @@ from qdistill.console import console
 from qdistill.errors import QdistillError
 from qdistill.experiment.record import RunRecord
 from qdistill.experiment.schema import BenchmarkConfig, ExportConfig
-from qdistill.export import ExportReport, export_model, saved_export
+from qdistill.export import ExportReport, Tolerance, export_model, saved_export
 from qdistill.hardware.deployment import (
     DeploymentMeasurement,
     measure_deployment,
@@ -76,12 +76,18 @@ def _export(record: RunRecord, fmt: str, config: ExportConfig, task: Task, out_d
     model, _ = load_model(out_dir / record.checkpoint)
     try:
         report = export_model(
-            model, path, fmt, task.sample_inputs(config.samples), stamp=record.run_id
+            model,
+            path,
+            fmt,
+            task.sample_inputs(config.samples),
+            stamp=record.run_id,
+            tolerance=Tolerance(**config.tolerance.model_dump()),
+            on_mismatch=config.on_mismatch,
         )
     except QdistillError as err:
         console.print(f"  export {record.name} {fmt}: [yellow]not written[/]: {err}")
         return ExportRecord(**row, report=None, error=str(err))
-    console.print(f"  export {record.name}: {report.summary()}")
+    console.print(f"  export {record.name} ({report.outcome}): {report.summary()}")
     return ExportRecord(**row, report=report)
 
 

@@ -72,6 +72,14 @@ class TeacherConfig(StrictConfig):
         return self
 
 
+class ToleranceConfig(StrictConfig):
+    """See qdistill.export.Tolerance."""
+
+    agreement: float = Field(0.99, ge=0, le=1)
+    psnr_db: float = 40.0
+    mean_diff: float = Field(0.05, gt=0)
+
+
 class ExportConfig(StrictConfig):
     """Export runs (by run or student name; empty = every quantized run) after training."""
 
@@ -80,6 +88,10 @@ class ExportConfig(StrictConfig):
         default_factory=lambda: ["onnx-qdq"], min_length=1
     )
     samples: int = Field(64, ge=1)
+    # how close each file must come to PyTorch, and what to do beyond that: refuse (the
+    # file is kept as *.unverified.onnx) or write it with the misses in its report
+    tolerance: ToleranceConfig = ToleranceConfig()
+    on_mismatch: Literal["refuse", "warn"] = "refuse"
 
 
 class BenchmarkConfig(StrictConfig):

@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -19,8 +20,14 @@ from qdistill.export.graph import ExportError, export_float, float_shadow
 from qdistill.export.layers import export_layers
 from qdistill.export.qdq import check_qdq_supported, to_qdq
 from qdistill.export.qonnx_format import cleanup, to_qonnx
-from qdistill.export.verify import FORMATS, Comparison, compare_outputs, run_exported
-from qdistill.export.verify import within_tolerance as _within_tolerance
+from qdistill.export.verify import (
+    FORMATS,
+    Comparison,
+    Tolerance,
+    compare_outputs,
+    run_exported,
+    tolerance_misses,
+)
 from qdistill.paths import writable_file, write_atomically, write_text
 from qdistill.quant import is_quantized, unquantized_parameters
 from qdistill.quant.half import is_half
@@ -38,6 +45,13 @@ class ExportReport:
     file_bytes: int
     seconds: float
     stamp: str | None = None  # what was exported (e.g. a run id)
+    # what was outside tolerance, in words (a file is written with misses only when asked:
+    # on_mismatch="warn")
+    misses: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return "verified" if self.passed else "written with warnings"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "comparison": self.comparison.to_dict()}
@@ -63,7 +77,8 @@ class ExportReport:
             parts.append(f"class agreement {100 * c.agreement:.2f}%")
         if c.psnr_db is not None:
             parts.append(f"PSNR vs PyTorch {c.psnr_db:.1f} dB")
-        return ", ".join(parts) + f" on {c.samples} samples"
+        text = ", ".join(parts) + f" on {c.samples} samples"
+        return text + (f"; outside tolerance: {'; '.join(self.misses)}" if self.misses else "")
 
 
 def trace_batch(samples: torch.Tensor) -> torch.Tensor:
@@ -81,6 +96,8 @@ def export_model(
     *,
     write_report: bool = True,
     stamp: str | None = None,
+    tolerance: Tolerance | None = None,
+    on_mismatch: Literal["refuse", "warn"] = "refuse",
 ) -> ExportReport:
     """Export ``model`` to ``path`` and verify the written file against PyTorch.
 
@@ -89,8 +106,9 @@ def export_model(
     the way FINN's importer maps it) need a quantized, calibrated model and carry its
     learned scales and zero points.
     The file is executed on ``sample_inputs`` and compared with the PyTorch outputs;
-    beyond tolerance the export fails with the numbers (the file is kept beside the
-    target as ``*.unverified.onnx`` for inspection). The report is also written as
+    beyond ``tolerance`` the export fails with the numbers (the file is kept beside the
+    target as ``*.unverified.onnx`` for inspection), or with ``on_mismatch="warn"`` is
+    written with the misses in ``report.misses``. The report is also written as
     ``<path>.report.json``, with ``stamp`` (what was exported, e.g. a run id) for
     :func:`saved_export`.
     """
@@ -126,19 +144,21 @@ def export_model(
         reference = (shadow if fmt == "onnx" else model)(sample_inputs.cpu()).numpy()
     exported = run_exported(proto, sample_inputs.cpu().numpy().astype(np.float32), fmt)
     comparison = compare_outputs(reference, exported)
+    misses = tolerance_misses(comparison, fmt, is_half(model), tolerance)
     report = ExportReport(
         format=fmt,
         path=str(path),
         layers={layer.name: layer.label for layer in layers},
         comparison=comparison,
-        passed=_within_tolerance(comparison, fmt, half=is_half(model)),
+        passed=not misses,
         opset=max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         ir_version=proto.ir_version,
         file_bytes=proto.ByteSize(),
         seconds=round(time.perf_counter() - started, 3),
         stamp=stamp,
+        misses=misses,
     )
-    return _write(proto, Path(path), report, write_report)
+    return _write(proto, Path(path), report, write_report, on_mismatch)
 
 
 def saved_export(path: str | Path, stamp: str) -> ExportReport | None:
@@ -161,11 +181,13 @@ def verify_file(path: str | Path, model: nn.Module, sample_inputs: torch.Tensor,
     with torch.no_grad():
         reference = reference_model(sample_inputs.cpu()).numpy()
     comparison = compare_outputs(reference, run_exported(proto, sample_inputs.numpy(), fmt))
-    return comparison, _within_tolerance(comparison, fmt, half=is_half(model))
+    return comparison, not tolerance_misses(comparison, fmt, is_half(model))
 
 
-def _write(proto: onnx.ModelProto, path: Path, report: ExportReport, write_report: bool):
-    if not report.passed:
+def _write(
+    proto: onnx.ModelProto, path: Path, report: ExportReport, write_report: bool, on_mismatch: str
+):
+    if not report.passed and on_mismatch != "warn":
         rejected = path.with_name(path.stem + ".unverified.onnx")
         write_atomically(rejected, lambda tmp: onnx.save(proto, str(tmp)))
         raise ExportError(

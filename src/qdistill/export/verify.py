@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from qdistill.errors import ConfigError
 from qdistill.export.graph import ExportError
 from qdistill.export.qonnx_format import runtime_ir_for_qonnx
 
@@ -58,8 +59,30 @@ def compare_outputs(reference: np.ndarray, exported: np.ndarray) -> Comparison:
     )
 
 
-def within_tolerance(result: Comparison, fmt: str, half: bool = False) -> bool:
-    """Float exports must match to float rounding; half-precision ones to a few float16
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a quantized export must come to the PyTorch model: the share of samples
+    (with a decisive top class) whose top class agrees, the PSNR of image outputs, and
+    the mean |diff| relative to the mean |output|. Float exports must match to float
+    rounding, whatever this says."""
+
+    agreement: float = 0.99
+    psnr_db: float = 40.0
+    mean_diff: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.agreement <= 1:
+            raise ConfigError(f"tolerance agreement must be in [0, 1], got {self.agreement}")
+        if self.mean_diff <= 0:
+            raise ConfigError(f"tolerance mean_diff must be positive, got {self.mean_diff}")
+
+
+def tolerance_misses(
+    result: Comparison, fmt: str, half: bool = False, tolerance: Tolerance | None = None
+) -> list[str]:
+    """What is outside tolerance, in words (empty when the export passes).
+
+    Float exports must match to float rounding; half-precision ones to a few float16
     steps (2^-10 relative: the runtime's float16 kernels round their sums in their own
     order, and each difference of one step propagates). Quantized exports are exact except
     where a value lands within float rounding of a quantization boundary: the float ops
@@ -67,14 +90,31 @@ def within_tolerance(result: Comparison, fmt: str, half: bool = False) -> bool:
     order) differ between PyTorch and the runtime by ~1e-7, which now and then moves a
     code by one step. Each such flip is small but they accumulate with depth (ResNet-18:
     mean |diff| ~1% of the output scale); a wrong export differs by tens of percent."""
+    tolerance = tolerance or Tolerance()
     scale = max(result.output_scale, 1e-6)
     if fmt == "onnx":
-        return result.max_abs_diff <= (2**-7 if half else 1e-4) * max(scale, 1.0)
-    if result.agreement is not None and result.agreement < 0.99:
-        return False
-    if result.psnr_db is not None and result.psnr_db < 40.0:
-        return False
-    return result.mean_abs_diff <= 5e-2 * scale
+        limit = (2**-7 if half else 1e-4) * max(scale, 1.0)
+        over = result.max_abs_diff > limit
+        return [f"max |diff| {result.max_abs_diff:.3g} > {limit:.3g}"] if over else []
+    misses = []
+    if result.agreement is not None and result.agreement < tolerance.agreement:
+        misses.append(
+            f"class agreement {100 * result.agreement:.2f}% < {100 * tolerance.agreement:g}%"
+        )
+    if result.psnr_db is not None and result.psnr_db < tolerance.psnr_db:
+        misses.append(f"PSNR {result.psnr_db:.1f} dB < {tolerance.psnr_db:g} dB")
+    if result.mean_abs_diff > tolerance.mean_diff * scale:
+        misses.append(
+            f"mean |diff| {result.mean_abs_diff:.3g} > {tolerance.mean_diff:g} x mean |output| "
+            f"{scale:.3g}"
+        )
+    return misses
+
+
+def within_tolerance(
+    result: Comparison, fmt: str, half: bool = False, tolerance: Tolerance | None = None
+) -> bool:
+    return not tolerance_misses(result, fmt, half, tolerance)
 
 
 def run_onnxruntime(model: onnx.ModelProto | bytes, inputs: np.ndarray) -> np.ndarray:
