@@ -21,12 +21,16 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
     samples: Annotated[int, typer.Option(help="Test inputs the export is verified on.")] = 64,
     min_agreement: Annotated[
-        float, typer.Option(help="Least share of samples whose top class must agree.")
-    ] = 0.99,
-    min_psnr: Annotated[float, typer.Option(help="Least PSNR (dB) of image outputs.")] = 40.0,
+        float | None,
+        typer.Option(help="Least share of samples whose top class must agree (default 0.99)."),
+    ] = None,
+    min_psnr: Annotated[
+        float | None, typer.Option(help="Least PSNR (dB) of image outputs (default 40).")
+    ] = None,
     max_mean_diff: Annotated[
-        float, typer.Option(help="Largest mean |diff|, relative to the mean |output|.")
-    ] = 0.05,
+        float | None,
+        typer.Option(help="Largest mean |diff|, relative to the mean |output| (default 0.05)."),
+    ] = None,
     on_mismatch: Annotated[
         str, typer.Option(help="Beyond tolerance: refuse (keep *.unverified.onnx) or warn.")
     ] = "refuse",
@@ -37,7 +41,8 @@ def export(
 
     if on_mismatch not in ("refuse", "warn"):
         raise ConfigError(f"--on-mismatch must be refuse or warn, got {on_mismatch!r}")
-    tolerance = Tolerance(min_agreement, min_psnr, max_mean_diff)
+    given = {"agreement": min_agreement, "psnr_db": min_psnr, "mean_diff": max_mean_diff}
+    tolerance = Tolerance(**{key: value for key, value in given.items() if value is not None})
     report = export_checkpoint(checkpoint, fmt, out, samples, tolerance, on_mismatch)
     if report.passed:
         console.print(f"[bold green]Verified:[/] {report.summary()}")

@@ -14,7 +14,7 @@ from qdistill.console import console
 from qdistill.errors import QdistillError
 from qdistill.experiment.record import RunRecord
 from qdistill.experiment.schema import BenchmarkConfig, ExportConfig
-from qdistill.export import ExportReport, Tolerance, export_model, saved_export
+from qdistill.export import ExportReport, export_model, saved_export
 from qdistill.hardware.deployment import (
     DeploymentMeasurement,
     measure_deployment,
@@ -81,7 +81,7 @@ def _export(record: RunRecord, fmt: str, config: ExportConfig, task: Task, out_d
             fmt,
             task.sample_inputs(config.samples),
             stamp=record.run_id,
-            tolerance=Tolerance(**config.tolerance.model_dump()),
+            tolerance=config.tolerance.tolerance(),
             on_mismatch=config.on_mismatch,
         )
     except QdistillError as err:

@@ -94,9 +94,10 @@ class Dispatch:
         run, attempt = self.in_flight.pop(future)
         error = future.exception()
         if error is None:
-            self.on_record(future.result())
+            record = future.result()
+            self.on_record(record)
             self.scheduler.finished(run)
-            self.progress.finished(run, future.result())
+            self.progress.finished(run, record)
             return
         retry = not isinstance(error, QdistillError) and attempt == 1 and self.stop is None
         self.progress.failed(run, one_line(error), retrying=retry)

@@ -31,6 +31,7 @@ from qdistill.data import DATASETS, dataset_task
 from qdistill.errors import ConfigError
 from qdistill.experiment.recipe import distillation_of
 from qdistill.experiment.students import StudentConfig
+from qdistill.export.verify import Tolerance
 from qdistill.models import ModelConfig, model_task
 from qdistill.tasks import TASKS
 from qdistill.train import TrainConfig
@@ -73,11 +74,14 @@ class TeacherConfig(StrictConfig):
 
 
 class ToleranceConfig(StrictConfig):
-    """See qdistill.export.Tolerance."""
+    """qdistill.export.Tolerance, checked when the file is read."""
 
-    agreement: float = Field(0.99, ge=0, le=1)
-    psnr_db: float = 40.0
-    mean_diff: float = Field(0.05, gt=0)
+    agreement: float = Field(Tolerance.agreement, ge=0, le=1)
+    psnr_db: float = Tolerance.psnr_db
+    mean_diff: float = Field(Tolerance.mean_diff, gt=0)
+
+    def tolerance(self) -> Tolerance:
+        return Tolerance(**self.model_dump())
 
 
 class ExportConfig(StrictConfig):

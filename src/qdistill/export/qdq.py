@@ -194,10 +194,11 @@ def _requantize_layer_outputs(editor: GraphEditor, layer_outputs: set[str]) -> N
             continue
         if not path_ops or _single_consumer(editor, node.output[0]) is None:
             continue  # a layer feeding its consumer directly needs nothing
-        if any(op.op_type in _RELU for op in path_ops) and not _zero_is_lowest(editor, quantizer):
+        clip = _code_clip(editor, quantizer)
+        relu = any(op.op_type in _RELU for op in path_ops)
+        if relu and not _zero_is_lowest(editor, quantizer, clip):
             continue
         params = (quantizer.input[1], quantizer.input[2])
-        clip = _code_clip(editor, quantizer)
         bounds = tuple(clip.input[1:3]) if clip is not None else None
         consumer, index = editor.consumers(node.output[0])[0]
         nodes, restored = _quantize_dequantize(
@@ -217,14 +218,15 @@ def _code_clip(editor: GraphEditor, quantizer: onnx.NodeProto) -> onnx.NodeProto
     return None
 
 
-def _zero_is_lowest(editor: GraphEditor, quantizer: onnx.NodeProto) -> bool:
+def _zero_is_lowest(
+    editor: GraphEditor, quantizer: onnx.NodeProto, clip: onnx.NodeProto | None
+) -> bool:
     """Whether the quantizer's zero point is its lowest code (so a ReLU before it is a
-    no-op on the codes)."""
+    no-op on the codes); ``clip`` is its code-range Clip, if any."""
     zero = editor.initializer(quantizer.input[2])
     if zero is None:
         return False
     value = int(np.asarray(onnx.numpy_helper.to_array(zero)).reshape(-1)[0])
-    clip = _code_clip(editor, quantizer)
     if clip is not None:
         low = editor.initializer(clip.input[1])
         return low is not None and value == int(onnx.numpy_helper.to_array(low))
