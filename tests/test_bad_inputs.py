@@ -32,6 +32,16 @@ SWEEP = {
 }
 
 
+SEARCH_BLOCK = {
+    "space": {"name": "mlp", "layers": {"hidden": {"depth": [1], "widths": [8, 16]}}},
+    "recipe": [{"distill": {"train": {"epochs": 1}}}],
+    "baseline": {"hidden": [16]},
+    "objectives": ["error", "params"],
+    "population": 2,
+    "generations": 1,
+}
+
+
 class World:
     """Files the cases point at: a finished sweep, checkpoints, and a scratch folder."""
 
@@ -75,6 +85,12 @@ class World:
         student = {"name": "s", "method": "ptq", "bits": "w8a8", **fields}
         student = {key: value for key, value in student.items() if value is not None}
         return self.sweep_with(file, students=[*SWEEP["students"], student])
+
+    def search(self, file: str, **changes) -> tuple[str, ...]:
+        """``qdistill search`` of the finished sweep's config with a search block changed."""
+        block = {**json.loads(json.dumps(SEARCH_BLOCK)), **changes}
+        config = self.sweep_with(file, search=block)
+        return ("search", config, "--out", str(self.scratch / "search"))
 
     def checkpoint_with(self, name: str, **metadata) -> str:
         """The float checkpoint re-saved with changed metadata (None removes a key)."""
@@ -581,6 +597,44 @@ CASES = [
     ),
     ("prune-quantized", lambda w: _prune(w, checkpoint=w.quantized), "prune the float model"),
     ("prune-out-under-file", lambda w: _prune(w, out=str(w.a_file / "p")), "a file stands"),
+    ("search-no-block", lambda w: ("search", w.sweep_with("sn.yaml")), "has no 'search' block"),
+    (
+        "search-objective-unknown",
+        lambda w: w.search("so.yaml", objectives=["error", "latency"]),
+        "unknown objective 'latency' (did you mean 'latency_ms'?)",
+    ),
+    (
+        "search-gene-empty",
+        lambda w: w.search("sg.yaml", genes={"distill.alpha": []}),
+        "genes.distill.alpha lists no values",
+    ),
+    (
+        "search-one-candidate",
+        lambda w: w.search(
+            "s1.yaml", space={"name": "mlp", "layers": {"hidden": {"depth": [1], "widths": [16]}}}
+        ),
+        "single candidate",
+    ),
+    (
+        "search-contradiction",
+        lambda w: w.search("sc.yaml", constraints=["params <= 100", "params >= 200"]),
+        "contradict",
+    ),
+    (
+        "search-constraint-text",
+        lambda w: w.search("st.yaml", constraints=["params < 100"]),
+        "must read '<objective> <= <number>'",
+    ),
+    (
+        "search-baseline-outside",
+        lambda w: w.search("sb.yaml", baseline={"hidden": [12]}),
+        "[12] are not among [8, 16]",
+    ),
+    (
+        "search-baseline-typo",
+        lambda w: w.search("sy.yaml", baseline={"hiden": [16]}),
+        "neither searched layers nor genes",
+    ),
     ("hardware-missing", lambda w: ("hardware", str(w.scratch / "none.onnx")), "does not exist"),
     ("hardware-board", lambda w: ("hardware", str(w.quantized), "--board", "pynq-z9"), "pynq-z9"),
 ]

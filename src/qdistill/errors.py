@@ -48,3 +48,7 @@ class OutputError(QdistillError):
 class RunsFailedError(QdistillError):
     """Runs of a sweep failed twice (a crashed worker, a lost node); the finished runs
     are recorded and the same command runs only what is missing."""
+
+
+class ConstraintsUnmetError(QdistillError):
+    """No candidate of a search met its constraints; the measured candidates are kept."""

@@ -10,22 +10,32 @@ from qdistill.experiment.shipped import shipped_config, shipped_configs_dir
 SHIPPED = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
 
 
+def planned(path, profile=None):
+    """The runs of a shipped config, checked as ``qdistill run`` (or, for a search,
+    ``qdistill search``: its final runs) would check them before running."""
+    from qdistill.experiment.planner import check_selections
+    from qdistill.search.config import search_of
+    from qdistill.search.driver import final_experiment
+
+    config = load_experiment(path, (), profile)
+    if config.search is not None:
+        config = final_experiment(config, search_of(config, str(path)))
+    runs = plan_runs(config)
+    check_selections(config, runs)  # references, exports and hardware runs exist
+    return config, runs
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_plans(path):
-    config = load_experiment(path)
-    runs = plan_runs(config)
+    config, runs = planned(path)
     assert runs and len({r.run_id for r in runs}) == len(runs)
     assert sum(r.name == "teacher" for r in runs) == len(config.seeds)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_profile_of_a_shipped_config_plans_on_bundled_data(path):
-    from qdistill.experiment.planner import check_selections
-
     for profile in load_experiment(path).profiles:
-        config = load_experiment(path, (), profile)
-        runs = plan_runs(config)
-        check_selections(config, runs)  # references and hardware runs still exist
+        config, _ = planned(path, profile)
         assert config.data.name in ("digits", "photos"), (path.name, profile)
 
 

@@ -1,4 +1,4 @@
-"""Experiment commands: ``run`` and ``demo``."""
+"""Experiment commands: ``run``, ``search`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -59,43 +59,98 @@ OutOption = Annotated[
 ]
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a YAML value: key.subkey=value (repeatable)."),
+]
+ExecutorOption = Annotated[
+    str, typer.Option(help="Where runs execute: local (this machine) or ray.")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Runs side by side (default: 1 locally, every CPU of the Ray cluster); "
+        "each gets an equal share of the CPU threads."
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(help="Torch threads per run (default: the CPUs shared among --workers)."),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(help="Apply a profile the file defines (e.g. smoke: a short version)."),
+]
+
+
 @app.command()
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     out: OutOption = None,
     force: Annotated[bool, typer.Option(help="Re-run runs already in results.jsonl.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a YAML value: key.subkey=value (repeatable)."),
-    ] = None,
-    executor: Annotated[
-        str, typer.Option(help="Where runs execute: local (this machine) or ray.")
-    ] = "local",
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Runs side by side (default: 1 locally, every CPU of the Ray cluster); "
-            "each gets an equal share of the CPU threads."
-        ),
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster to join (e.g. auto); without it a local Ray starts."),
-    ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(help="Torch threads per run (default: the CPUs shared among --workers)."),
-    ] = None,
-    profile: Annotated[
-        str | None,
-        typer.Option(help="Apply a profile the file defines (e.g. smoke: a short version)."),
-    ] = None,
+    set_: SetOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    threads: ThreadsOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Run every run of an experiment YAML file and write its report."""
     from qdistill.experiment.executors import Execution
 
     execution = Execution(executor, workers, address, threads)  # type: ignore[arg-type]
     _run_and_report(experiment, out, force, set_, execution, profile)
+
+
+@app.command()
+def search(
+    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file with a search block.")],
+    out: OutOption = None,
+    set_: SetOption = None,
+    executor: ExecutorOption = "local",
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    threads: ThreadsOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Search student architectures (and bits, pruning, KD settings) for the best
+    trade-offs; resumes where a killed search stopped."""
+    from qdistill.errors import ConstraintsUnmetError
+    from qdistill.experiment import load_experiment
+    from qdistill.experiment.executors import Execution
+    from qdistill.report import write_report
+    from qdistill.report.search import write_search_report
+    from qdistill.search.config import search_of
+    from qdistill.search.driver import run_search
+
+    config = load_experiment(experiment, set_ or (), profile)
+    search_block = search_of(config, str(experiment))
+    out_dir = out or Path("runs") / config.name
+    execution = Execution(executor, workers, address, threads)  # type: ignore[arg-type]
+    outcome = run_search(config, search_block, out_dir, execution)
+    report = write_search_report(outcome, config.name)
+    if outcome.final is not None:
+        final = outcome.final
+        write_report(
+            out_dir,
+            final.records,
+            config.name,
+            final.exports,
+            final.benchmarks,
+            config.description,
+            final.hardware,
+            config.references,
+        )
+    console.print(f"[bold green]Search report:[/] {report}")
+    if outcome.unmet:
+        raise ConstraintsUnmetError(
+            f"{outcome.unmet}; relax a constraint or widen the space (measured candidates are "
+            f"kept in {out_dir / 'search'})"
+        )
 
 
 @app.command()

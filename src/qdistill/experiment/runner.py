@@ -43,6 +43,7 @@ class ExperimentOutcome:
     exports: list[ExportRecord] = field(default_factory=list)
     benchmarks: list[BenchmarkRecord] = field(default_factory=list)
     hardware: list[HardwareRecord] = field(default_factory=list)
+    task: Task | None = None
 
 
 def check_models(runs: list[Run], task: Task) -> None:
@@ -64,10 +65,13 @@ def check_models(runs: list[Run], task: Task) -> None:
             ) from None
 
 
+def write_config(config: ExperimentConfig, out_dir: Path) -> None:
+    write_text(out_dir / "experiment.json", json.dumps(config.model_dump(mode="json"), indent=2))
+
+
 def _prepare(config: ExperimentConfig, out_dir: Path, runs: list[Run]) -> RunContext:
     ctx = build_context(config, out_dir)
     check_models(runs, ctx.task)
-    write_text(out_dir / "experiment.json", json.dumps(config.model_dump(mode="json"), indent=2))
     ctx.task.prepare_outputs(out_dir / "images")
     return ctx
 
@@ -124,11 +128,30 @@ def run_experiment(
 def _run_locked(
     config: ExperimentConfig, out_dir: Path, runs: list[Run], force: bool, execution: Execution
 ) -> ExperimentOutcome:
+    outcome = execute_planned(config, out_dir, runs, execution, force, record_config=True)
+    deploy_runs(config, outcome, out_dir)
+    return outcome
+
+
+def execute_planned(
+    config: ExperimentConfig,
+    out_dir: Path,
+    runs: list[Run],
+    execution: Execution,
+    force: bool = False,
+    record_config: bool = False,
+) -> ExperimentOutcome:
+    """Execute ``runs`` of ``config`` not yet recorded in ``out_dir`` (all with ``force``);
+    the caller holds the output lock. The outcome's records are those of ``runs``. With
+    ``record_config`` the config is written to experiment.json once every model and the
+    data have been checked."""
     store = ResultsStore(out_dir / "results.jsonl")
     done = set() if force else store.completed_ids()
     if execution.executor == "local" and (execution.workers or 1) > 1:
         start_fork_server()  # its imports overlap the preparation
     ctx = _prepare(config, out_dir, runs)
+    if record_config:
+        write_config(config, out_dir)
     to_do = sum(run.run_id not in done for run in runs)
     data = ctx.task.data
     console.print(
@@ -146,14 +169,18 @@ def _run_locked(
         for r in sorted(store.latest(), key=lambda r: order.get(r.run_id, -1))
         if r.run_id in by_id
     ]
-    outcome = ExperimentOutcome(records, executed, skipped, out_dir, failures)
+    return ExperimentOutcome(records, executed, skipped, out_dir, failures, task=ctx.task)
+
+
+def deploy_runs(config: ExperimentConfig, outcome: ExperimentOutcome, out_dir: Path) -> None:
+    """Export, benchmark and estimate the runs the experiment's blocks select."""
+    records, task = outcome.records, outcome.task
     if config.export is not None:
         console.print("[bold]exports[/]")
-        outcome.exports = export_runs(config.export, records, ctx.task, out_dir)
+        outcome.exports = export_runs(config.export, records, task, out_dir)
     if config.benchmark is not None:
         console.print("[bold]benchmarks[/]")
-        outcome.benchmarks = benchmark_runs(config.benchmark, records, ctx.task, out_dir)
+        outcome.benchmarks = benchmark_runs(config.benchmark, records, task, out_dir)
     if config.hardware is not None:
         console.print("[bold]hardware estimates[/]")
-        outcome.hardware = estimate_runs(config.hardware, records, ctx.task, out_dir)
-    return outcome
+        outcome.hardware = estimate_runs(config.hardware, records, task, out_dir)

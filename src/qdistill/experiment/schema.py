@@ -215,6 +215,9 @@ class ExperimentConfig(StrictConfig):
     profiles: dict[FileName, list[str]] = added_later({})
     # Published numbers to print next to ours in the report.
     references: list[ReferenceBlock] = added_later([])
+    # A student search, read and checked by qdistill.search (``qdistill search``), which
+    # depends on the experiment layer and not the other way round.
+    search: dict[str, Any] | None = added_later(None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExperimentConfig:
@@ -260,9 +263,11 @@ class ExperimentConfig(StrictConfig):
         return self
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, within: str = "") -> str:
+    """One line for ``err``: the file, the key (under ``within``), the first problem."""
     first = err.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    location = ".".join([*filter(None, [within]), *(str(part) for part in first["loc"])])
+    location = location or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     more = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
     return f"{source}: {location}: {message}{more}"
