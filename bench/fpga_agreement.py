@@ -2,9 +2,9 @@
 
 Each reference design (tests/finn_designs.py: the digits MLP at W4A4 and W2A2 and in
 fixed point with ties rounded up, a LeNet-style CNN with max pooling, small_cnn W4A4
-with a quantized global pooling, ESPCN x2 at INT4) is exported with qdistill's `finn`
-target, run through finn-plus's estimate-only dataflow flow (HLS
-MVAU and thresholding units) at two target throughputs, and compared with
+with a quantized global pooling, ESPCN x2 at INT4, a depthwise-separable CNN) is exported
+with qdistill's `finn` target, run through finn-plus's estimate-only dataflow flow (HLS
+MVAU, VVAU and thresholding units) at three target throughputs, and compared with
 qdistill.hardware.estimate_dataflow: the folding and cycles of every unit, the
 pipeline latency, and the LUT and BRAM18 totals. FINN also executes its converted
 hardware graph (Python execution of every HW node) on test inputs, and its outputs are

@@ -11,7 +11,7 @@ from qdistill import calibrate, quantize
 from qdistill.data import Batches, build_dataset
 from qdistill.models import build_model
 
-TARGETS_FPS = (1000, 100000)
+TARGETS_FPS = (1000, 100000, 1000000)
 # FINN maps only zero-point-0 quantizers: the standardised digits input is signed, so
 # its quantizer is symmetric; inputs after ReLU already have zero point 0.
 SYMMETRIC_INPUT = {"act": {"symmetric": True}}
@@ -71,6 +71,29 @@ def small_cnn():
     return quantized.eval(), data.input_shape, data.sample_inputs(16)
 
 
+def depthwise_separable():
+    """A MobileNet-style CNN: a dense 3x3 conv, then depthwise 3x3 convs (one of stride 2)
+    each followed by a pointwise 1x1 conv, BN folded, W4A4."""
+    torch.manual_seed(0)
+
+    def block(channels: int, out: int, stride: int) -> list[nn.Module]:
+        return [
+            nn.Conv2d(channels, channels, 3, stride, 1, groups=channels, bias=False),
+            nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, out, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
+        ]  # fmt: skip
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        *block(8, 16, 1), *block(16, 16, 2), nn.Flatten(), nn.Linear(16 * 4 * 4, 10),
+    )  # fmt: skip
+    plan = {"*": "w4a4", "@first": {"bits": "w4a4", **SYMMETRIC_INPUT}}
+    data = build_dataset("digits")
+    quantized = quantize(model, plan, fold_bn=True)
+    calibrate(quantized, Batches(data.train, 64), num_batches=4)
+    return quantized.eval(), data.input_shape, data.sample_inputs(16)
+
+
 def espcn_x2_int4():
     """ESPCN x2 (ReLU, Y channel) at INT4 with an 8-bit input, as sr-espcn-x2 runs it."""
     torch.manual_seed(0)
@@ -88,4 +111,5 @@ DESIGNS = {
     "lenet_w4a4": lenet,
     "small_cnn_w4a4": small_cnn,
     "espcn_x2_int4": espcn_x2_int4,
+    "depthwise_separable_w4a4": depthwise_separable,
 }

@@ -85,6 +85,61 @@ def test_estimate_is_pure_and_fast():
     assert estimate.latency_ms == pytest.approx(estimate.latency_cycles / 1e5)
 
 
+def test_a_depthwise_convolution_is_a_vvau_behind_a_depthwise_window():
+    from qdistill.hardware.estimate import DataflowTarget, estimate_units
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.ReLU(),
+        nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(4 * 16, 10),
+    )  # fmt: skip
+    units = dataflow_units(calibrated(model), (1, 8, 8))
+    window, vvau = units[5], units[6]
+    assert (window.kind, vvau.kind) == ("sliding_window", "vvau")
+    assert window.depthwise and vvau.window == window.name and vvau.inputs == [window.name]
+    assert (vvau.channels, vvau.kernel, vvau.pixels) == (8, (3, 3), 16)
+    assert vvau.output_bits == 4  # the next conv's input quantizer became its thresholds
+    # folding (1152 / (PE x SIMD) cycles): PE first, then SIMD over the 9 window positions
+    # once PE is at 8; the window's SIMD follows PE. At 300 cycles PE 4 would do, but the
+    # window at SIMD 4 would not, so both rise to 8 (FINN's rule); 16 cycles is out of
+    # the other units' reach, so everything is balanced to the slowest (two passes).
+    folds = {}
+    for cycles in (300, 128, 16):
+        estimate = estimate_units(units, DataflowTarget(fps=1e8 / cycles))
+        by_name = {u.name: (u.pe, u.simd) for u in estimate.units}
+        folds[cycles] = (by_name[vvau.name], by_name[window.name][1])
+    assert folds == {300: ((8, 1), 8), 128: ((8, 3), 8), 16: ((8, 3), 8)}
+
+
+def test_a_concatenation_joins_streams_and_its_consumers_threshold_the_join():
+    from qdistill.hardware.folding import fold_to_cycles
+
+    class Dense(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.grow = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU())
+            self.head = nn.Sequential(nn.Conv2d(10, 8, 1), nn.Flatten(), nn.Linear(512, 10))
+
+        def forward(self, x):
+            x = self.stem(x)
+            return self.head(torch.cat([x, self.grow(x)], 1))
+
+    torch.manual_seed(0)
+    units = dataflow_units(calibrated(Dense()), (1, 8, 8))
+    (concat,) = [u for u in units if u.kind == "concat"]
+    assert (concat.parts, concat.channels, concat.pixels) == ([4, 6], 10, 64)
+    grow = next(u for u in units if u.layer == "grow.0" and u.kind == "mvau")
+    assert concat.inputs[1] == grow.name and grow.output_bits is None  # its accumulator
+    after = units[units.index(concat) + 1]
+    assert (after.kind, after.inputs, after.channels) == ("thresholding", [concat.name], 10)
+    assert after.input_bits == concat.bits == grow.acc_bits
+    # SIMD divides every input's channels: gcd(4, 6) = 2 at most
+    assert concat.fold_limits() == {"simd": 2}
+    assert concat.cycles(fold_to_cycles(units, 1)[concat.name]) == 64 * 10 // 2
+
+
 @pytest.mark.parametrize(
     ("model", "plan", "message"),
     [
@@ -94,8 +149,8 @@ def test_estimate_is_pure_and_fast():
          r"'2' \(GELU\) has no dataflow unit"),
         (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                        nn.Linear(4, 2)), "w4a4", "receives an unquantized tensor from '0'"),
-        (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=4)), "w4a4",
-         "grouped/depthwise convolutions are not mapped"),
+        (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3, groups=2)), "w4a4",
+         r"a grouped convolution \(2 groups of 4 channels\) has no FINN unit"),
     ],
 )  # fmt: skip
 def test_unmappable_models_name_the_layer(model, plan, message):

@@ -185,12 +185,11 @@ def test_the_flexible_student_takes_its_depth_and_widths_as_options():
         (
             "densenet",
             {"depth": 21, "order": "conv-bn-relu"},
-            "w8a8",
+            {"*": "w8a8", **{f"features.{i}.1": "a8" for i in (2, 4, 6)}, "pool.0": "a8"},
             ("onnx-qdq", "qonnx"),
-            "several outputs",  # a concatenation: FINN's StreamingConcat is not mapped yet
+            None,
         ),
-        # depthwise convolutions are not mapped to FINN's VVAU yet
-        ("mobilenetv2", {"width": 0.5}, "w8a8", ("onnx-qdq", "qonnx"), "depthwise"),
+        ("mobilenetv2", {"width": 0.5}, {"*": "w8a8", "pool.0": "a8"}, ("onnx-qdq", "qonnx"), None),
     ],
 )
 def test_the_cifar_models_convert_export_verified_and_estimate(

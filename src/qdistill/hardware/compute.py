@@ -1,5 +1,6 @@
-"""The matrix-vector unit of a quantized layer: its shape and the integer widths read
-from the layer's actual weights as FINN minimises them (the weight type that holds
+"""The compute unit of a quantized layer (matrix-vector, or vector-vector for a depthwise
+convolution): its shape and the integer widths read from the layer's actual weights as
+FINN minimises them (the weight type that holds
 the codes, the accumulator width the codes and the input range need)."""
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ import math
 
 import torch
 
+from qdistill.hardware.depthwise import VectorVector
 from qdistill.hardware.units import MatrixVector
 from qdistill.quant.modules import QuantConvTranspose2d, QuantLayer
 from qdistill.quant.qmath import quantize_codes
 
 
-def matrix_vector_unit(
-    name: str, layer: QuantLayer, source: str, out_shape: tuple[int, ...]
-) -> MatrixVector:
-    """The MVAU computing ``layer`` (named ``name``) from the unit ``source``."""
+def _integer_shape(layer: QuantLayer) -> dict:
+    """The widths a FINN compute unit of ``layer`` works with: weight bits from the actual
+    codes, input bits and sign, and the accumulator they need."""
     act = layer.input_quantizer
     bits = 1 if act.binary else act.spec.bits
     weight = layer.weight.detach()
@@ -27,17 +28,48 @@ def matrix_vector_unit(
         low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     else:
         low, high = (-1, 1) if act.binary else (act.q_min, act.q_max)
+    return {
+        "weight_bits": weight_bits(codes, layer),
+        "input_bits": bits,
+        "input_signed": low < 0,
+        "acc_bits": accumulator_bits(codes, low, high, weight),
+    }
+
+
+def _pixels(out_shape: tuple[int, ...]) -> int:
+    return math.prod(out_shape[1:]) if len(out_shape) > 1 else 1
+
+
+def matrix_vector_unit(
+    name: str, layer: QuantLayer, source: str, out_shape: tuple[int, ...]
+) -> MatrixVector:
+    """The MVAU computing ``layer`` (named ``name``) from the unit ``source``."""
     return MatrixVector(
         name=f"{name}:mvau",
         layer=name,
         channels=out_shape[0],
-        pixels=math.prod(out_shape[1:]) if len(out_shape) > 1 else 1,
+        pixels=_pixels(out_shape),
         inputs=[source],
-        mw=weight[0].numel(),
-        weight_bits=weight_bits(codes, layer),
-        input_bits=bits,
-        input_signed=low < 0,
-        acc_bits=accumulator_bits(codes, low, high, weight),
+        mw=layer.weight[0].numel(),
+        **_integer_shape(layer),
+    )
+
+
+def vector_vector_unit(
+    name: str, layer: QuantLayer, source: str, out_shape: tuple[int, ...], window: str
+) -> VectorVector:
+    """The VVAU computing depthwise convolution ``layer`` from ``source`` (the depthwise
+    sliding window ``window``, or "" for a 1x1 kernel)."""
+    kernel = tuple(layer.kernel_size) if len(layer.kernel_size) == 2 else (1, *layer.kernel_size)
+    return VectorVector(
+        name=f"{name}:vvau",
+        layer=name,
+        channels=out_shape[0],
+        pixels=_pixels(out_shape),
+        inputs=[source],
+        kernel=kernel,
+        window=window,
+        **_integer_shape(layer),
     )
 
 

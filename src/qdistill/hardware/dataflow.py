@@ -31,7 +31,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from qdistill.hardware.compute import matrix_vector_unit
+from qdistill.hardware.compute import matrix_vector_unit, vector_vector_unit
+from qdistill.hardware.concat import Concat
 from qdistill.hardware.stream import (
     DataflowError,
     Stream,
@@ -49,6 +50,7 @@ from qdistill.hardware.units import (
     FLOAT_BITS,
     Elementwise,
     MatrixVector,
+    SlidingWindow,
     StreamReshape,
     Thresholding,
     Unit,
@@ -153,6 +155,8 @@ class _Mapper:
             return self._map_module(node, self.modules[node.target])
         if node.op == "call_function" and node.target in (operator.add, torch.add):
             return self._map_add(node)
+        if node.op == "call_function" and node.target in (torch.cat, torch.concat):
+            return self._map_concat(node)
         if node.op in ("call_function", "call_method"):
             return self._map_function(node)
         if node.op == "get_attr":
@@ -222,19 +226,27 @@ class _Mapper:
                 f"{'inputs' if layer.weight_quantizer else 'weights'}; a dataflow accelerator "
                 "needs weights and inputs quantized (e.g. plan w4a4)"
             )
-        if getattr(layer, "groups", 1) != 1:
+        groups = getattr(layer, "groups", 1)
+        depthwise = groups > 1 and groups == layer.in_channels == layer.out_channels
+        if groups != 1 and not depthwise:
             raise DataflowError(
-                f"layer {node.target!r}: grouped/depthwise convolutions are not mapped yet"
+                f"layer {node.target!r}: a grouped convolution ({groups} groups of "
+                f"{layer.in_channels} channels) has no FINN unit; only depthwise ones "
+                "(groups = in = out channels) and ordinary ones are mapped"
             )
         act = layer.input_quantizer
         stream = self._quantize(node, stream, 1 if act.binary else act.spec.bits)
-        out_shape, source = _shape(node), stream.producer
+        out_shape, source, window = _shape(node), stream.producer, ""
         if not isinstance(layer, QuantLinear):
-            for unit in window_units(str(node.target), layer, stream, out_shape):
+            for unit in window_units(str(node.target), layer, stream, out_shape, depthwise):
                 source = self._add(unit).name
-        mvau = matrix_vector_unit(str(node.target), layer, source, out_shape)
-        self._add(mvau)
-        return Stream(mvau.name, mvau.acc_bits, out_shape, False, pending=mvau)
+                window = unit.name if isinstance(unit, SlidingWindow) else window
+        if depthwise:
+            unit = vector_vector_unit(str(node.target), layer, source, out_shape, window)
+        else:
+            unit = matrix_vector_unit(str(node.target), layer, source, out_shape)
+        self._add(unit)
+        return Stream(unit.name, unit.acc_bits, out_shape, False, pending=unit)
 
     def _quantize(self, node: fx.Node, stream: Stream, bits: int) -> Stream:
         """The stream quantized to ``bits``: the producing MVAU's thresholds when nothing
@@ -321,6 +333,32 @@ class _Mapper:
             )
         )
         return Stream(unit.name, bits + 1, left.shape, False)
+
+    def _map_concat(self, node: fx.Node) -> Stream:
+        """A channel concatenation (a DenseNet's): FINN's StreamingConcat of the input
+        streams as they are. An MVAU output among them stays at accumulator width (a
+        quantizer after the join cannot become one branch's thresholds), so the join's
+        consumers quantize it with thresholding units of their own."""
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        parts = [self.streams[a.name] for a in node.args[0]]
+        if dim not in (1, -3) or any(len(p.shape) != 3 for p in parts):
+            raise DataflowError(
+                f"{self._label(node)}: only channel concatenation of images is mapped"
+            )
+        unit = self._add(
+            Concat(
+                name=f"{node.name}:concat",
+                layer=node.name,
+                channels=sum(p.channels for p in parts),
+                pixels=parts[0].pixels,
+                inputs=[p.producer for p in parts],
+                parts=[p.channels for p in parts],
+                bits=max(p.bits for p in parts),
+            )
+        )
+        quantized = all(p.quantized and p.bits == parts[0].bits for p in parts)
+        nonlinear = any(p.nonlinear for p in parts)
+        return Stream(unit.name, unit.bits, _shape(node), quantized, nonlinear=nonlinear)
 
     def _finish_output(self, stream: Stream) -> None:
         """A pixel shuffle right before the output is left to the host, as FINN leaves

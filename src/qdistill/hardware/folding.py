@@ -21,6 +21,7 @@ import yaml
 
 from qdistill.bounded_yaml import load_yaml
 from qdistill.errors import ConfigError
+from qdistill.hardware.depthwise import VectorVector
 from qdistill.hardware.units import (
     AP_INT_MAX_WIDTH,
     MVAU_WWIDTH_MAX,
@@ -75,18 +76,31 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in divisors(n) if d <= at_most)
 
 
+def _windowed(unit: Unit) -> bool:
+    """A pool or VVAU fed by a depthwise window, whose SIMD follows the unit's PE."""
+    return isinstance(unit, (Pool, VectorVector)) and bool(unit.window)
+
+
+def _window_fold(unit: Pool | VectorVector, fold: Fold) -> Fold:
+    """The depthwise window's folding for ``unit``'s: SIMD = its PE, and FINN's parallel
+    window mode once a VVAU takes several window positions per cycle."""
+    return Fold(simd=fold.pe, parallel_window=fold.simd > 1)
+
+
 def _fold_all(units: list[Unit], target: int, wwidth_max: int) -> Folding:
     folding = {u.name: _fold_unit(u, target, wwidth_max) for u in units}
     windows = {u.name: u for u in units if isinstance(u, SlidingWindow) and u.depthwise}
-    for pool in (u for u in units if isinstance(u, Pool) and u.window):
-        # FINN: the window takes the pool's PE as SIMD; both rise until the window meets
+    for unit in filter(_windowed, units):
+        # FINN: the window takes the unit's PE as SIMD; both rise until the window meets
         # the target too.
-        window, pe = windows[pool.window], folding[pool.name].pe
-        for value in [pe] + [d for d in divisors(pool.channels) if d > pe]:
+        window, fold = windows[unit.window], folding[unit.name]
+        pe = fold.pe
+        for value in [pe] + [d for d in divisors(unit.channels) if d > pe]:
             pe = value
-            if window.cycles(Fold(simd=value)) <= target:
+            if window.cycles(_window_fold(unit, Fold(value, fold.simd))) <= target:
                 break
-        folding[pool.name], folding[window.name] = Fold(pe=pe), Fold(simd=pe)
+        folding[unit.name] = Fold(pe, fold.simd)
+        folding[window.name] = _window_fold(unit, folding[unit.name])
     return folding
 
 
@@ -107,6 +121,14 @@ def _fold_unit(unit: Unit, target: int, wwidth_max: int) -> Fold:
             if value * simd * unit.weight_bits > _stream_limit(wwidth_max):
                 break
             pe = value
+            if unit.cycles(Fold(pe, simd)) <= target:
+                break
+        return Fold(pe, simd)
+    if isinstance(unit, VectorVector):  # PE first, then SIMD once PE is at its maximum
+        for pe in divisors(unit.channels):
+            if unit.cycles(Fold(pe, 1)) <= target:
+                return Fold(pe, 1)
+        for simd in divisors(unit.window_size):
             if unit.cycles(Fold(pe, simd)) <= target:
                 break
         return Fold(pe, simd)
@@ -131,17 +153,17 @@ def fold_to_fit(
     while ``fits(total resources)`` holds (starting from PE = SIMD = 1)."""
     folding = unfolded(units)
     by_name = {u.name: u for u in units}
-    pool_of = {u.window: u for u in units if isinstance(u, Pool) and u.window}
+    fed_by = {u.window: u for u in filter(_windowed, units)}
     total = total_resources(units, folding)
     while True:
         slowest = max(units, key=lambda u: u.cycles(folding[u.name]))
-        slowest = pool_of.get(slowest.name, slowest)  # a pool's window rises with the pool
+        slowest = fed_by.get(slowest.name, slowest)  # a window rises with the unit it feeds
         step = _next_step(slowest, folding[slowest.name], mvau_wwidth_max)
         if step is None:
             return folding
         changes = {slowest.name: step}
-        if isinstance(slowest, Pool) and slowest.window:
-            changes[slowest.window] = Fold(simd=step.pe)
+        if _windowed(slowest):
+            changes[slowest.window] = _window_fold(slowest, step)
         candidate = total
         for name, fold in changes.items():
             unit = by_name[name]
@@ -162,6 +184,12 @@ def _next_step(unit: Unit, fold: Fold, wwidth_max: int) -> Fold | None:
         if pe_next and pe_next * fold.simd * unit.weight_bits <= _stream_limit(wwidth_max):
             return Fold(pe_next, fold.simd)
         return None
+    if isinstance(unit, VectorVector):
+        pe_next = _next_divisor(unit.channels, fold.pe)
+        if pe_next:
+            return Fold(pe_next, fold.simd)
+        simd_next = _next_divisor(unit.window_size, fold.simd)
+        return Fold(fold.pe, simd_next) if simd_next else None
     if not limits:
         return None
     ((attr, limit),) = limits.items()
@@ -219,8 +247,8 @@ def apply_user_folding(units: list[Unit], folding: Folding, user: dict[str, dict
         except ValueError as err:
             raise ConfigError(f"folding: {err}") from None
         result[unit.name] = fold
-        if isinstance(unit, Pool) and unit.window:
-            result[unit.window] = Fold(simd=fold.pe)
+        if _windowed(unit):
+            result[unit.window] = _window_fold(unit, fold)
     return result
 
 
@@ -229,7 +257,7 @@ def _addressed_unit(units: list[Unit], key: str) -> Unit:
     if by_name is not None:
         return by_name
     of_layer = [u for u in units if u.layer == key]
-    main = [u for u in of_layer if isinstance(u, (MatrixVector, Pool))] or of_layer
+    main = [u for u in of_layer if isinstance(u, (MatrixVector, VectorVector, Pool))] or of_layer
     if len(main) != 1:
         known = ", ".join(u.name for u in units)
         raise ConfigError(f"folding names {key!r}, which is no unit or layer; units: {known}")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from qdistill.errors import ConfigError
+from qdistill.hardware.depthwise import VectorVector
 from qdistill.hardware.units import (
     GlobalPool,
     MatrixVector,
@@ -31,7 +32,8 @@ class Stream:
     bits: int
     shape: tuple[int, ...]  # without the batch dimension (C,), (C, H, W), ...
     quantized: bool
-    pending: MatrixVector | None = None  # an MVAU whose thresholds may still absorb a quantizer
+    # an MVAU or VVAU whose thresholds may still absorb a quantizer
+    pending: MatrixVector | VectorVector | None = None
     nonlinear: bool = False  # an activation waits for a threshold to absorb it
     layout: tuple[int, ...] | None = None  # the shape as streamed, if a flatten changed it
 
@@ -138,10 +140,11 @@ def upsample_unit(layer: str, stream: Stream, out: tuple[int, ...]) -> Unit:
 
 
 def window_units(
-    name: str, layer: QuantLayer, stream: Stream, out_shape: tuple[int, ...]
+    name: str, layer: QuantLayer, stream: Stream, out_shape: tuple[int, ...], depthwise=False
 ) -> list[Unit]:
     """Padding (or a transposed convolution's pixel padding) and the sliding window in
-    front of a convolution; none for a 1x1 stride-1 convolution without padding."""
+    front of a convolution (``depthwise``: one window per channel, for a VVAU); none for
+    a 1x1 stride-1 convolution without padding."""
     kernel = tuple(layer.kernel_size) if len(layer.kernel_size) == 2 else (1, *layer.kernel_size)
     in_hw = stream.shape[1:] if len(stream.shape) == 3 else (1, stream.shape[1])
     out_hw = out_shape[1:] if len(out_shape) == 3 else (1, out_shape[1])
@@ -186,6 +189,7 @@ def window_units(
                 stride=stride,
                 dilation=dilation,
                 bits=stream.bits,
+                depthwise=depthwise,
             )
         )
     return units
