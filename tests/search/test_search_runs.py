@@ -148,3 +148,30 @@ def test_a_constraint_nobody_meets_is_said_at_the_end_with_the_closest(
     measured = json.loads((tmp_path / "o" / "search" / "measured.json").read_text())["measured"]
     assert len(measured) >= 4  # the finished candidates are kept
     assert "No candidate meets the constraints" in (tmp_path / "o" / "search.md").read_text()
+
+
+def test_bits_as_genes_and_fpga_objectives_search_quantized_students(tmp_path):
+    outcome = search_in(
+        tmp_path,
+        recipe=[
+            {"distill": {"alpha": 0.5, "temperature": 4, "train": {"epochs": 2}}},
+            {"quantize": {"mode": "ptq", "bits": "w8a8", "calibration_batches": 2}},
+        ],
+        genes={"quantize.bits": ["w8a8", "w4a4", "w2a2"]},
+        phase1={},
+        baseline={"hidden": [16], "quantize.bits": "w4a4"},
+        objectives=["error", "fpga_luts"],
+        constraints=["fpga_fps >= 1000"],
+        fpga={"fps": 2000},
+        generations=2,
+    )
+    bits = {m.recipe_values["quantize.bits"] for m in outcome.evaluated}
+    assert len(bits) > 1
+    for measured in [outcome.baseline, *outcome.evaluated]:
+        assert measured.values["fpga_luts"] > 0 and measured.values["fpga_fps"] >= 2000
+    report = write_search_report(outcome, "fpga").read_text()
+    assert "FPGA LUTs" in report
+    assert (tmp_path / "search_front_error_vs_fpga_luts.png").is_file()
+    assert {r.bits for r in outcome.final.records if r.group == "chosen"} == {
+        outcome.chosen.recipe_values["quantize.bits"]
+    }

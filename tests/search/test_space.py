@@ -19,7 +19,12 @@ FLEX = architecture_space(
     }
 )
 SPACE = SearchSpace(FLEX, {"quantize.bits": ("w8a8", "w4a4", "w2a2")})
-INPUTS = {"flex_cnn": ((1, 8, 8), 10), "mlp": ((1, 8, 8), 10), "espcn": ((3, 12, 12), 3)}
+INPUTS = {
+    "flex_cnn": ((1, 8, 8), 10),
+    "mlp": ((1, 8, 8), 10),
+    "espcn": ((3, 12, 12), 3),
+    "cifar_resnet": ((3, 16, 16), 10),
+}
 
 
 def random_genomes(space: SearchSpace, count: int, seed: int = 0) -> np.ndarray:
@@ -57,6 +62,18 @@ def test_inactive_widths_do_not_make_another_candidate():
     assert one.model_options == {"conv": [8], "fc": []}
     assert one.key == other.key
     assert SPACE.decode([1, 1, 2, 1, 0, 1, 0]).key != one.key
+
+
+def test_scalar_choices_and_single_values_decode_without_taking_a_gene():
+    space = SearchSpace(SPACES.get("cifar_resnet"), {"quantize.bits": ("w4a4",)})
+    assert [gene.name for gene in space.genes] == [
+        *(f"widths.{index}" for index in range(4)),
+        "depth",
+    ]
+    candidate = space.decode([0, 1, 2, 3, 2])
+    assert candidate.model_options == {"depth": 20, "widths": [8, 16, 32, 64]}
+    assert candidate.recipe_values == {"quantize.bits": "w4a4"}
+    assert space.encode(candidate.model_options, candidate.recipe_values) == [0, 1, 2, 3, 2]
 
 
 def test_a_genome_outside_the_bounds_is_refused():

@@ -62,12 +62,18 @@ def _point(outcome: SearchOutcome, values: dict[str, float]) -> str:
 def _generations_section(outcome: SearchOutcome, out_dir: Path) -> list[str]:
     generations = outcome.ledger.generations
     rows = [
-        [str(g.index), str(len(g.asked)), str(g.new), str(len(g.front)), f"{g.hypervolume:.4f}"]
+        [
+            *(str(v) for v in (g.index, len(g.asked), g.new, len(g.front))),
+            f"{g.hypervolume:.4f}",
+            f"{g.beyond_baseline:.4f}",
+        ]
         for g in generations
     ]
-    curve = plot_hypervolume(
-        {outcome.label: [g.hypervolume for g in generations]}, out_dir / "search_hypervolume.png"
-    )
+    curves = {
+        f"whole range ({outcome.label})": [g.hypervolume for g in generations],
+        f"beyond the baseline ({outcome.label})": [g.beyond_baseline for g in generations],
+    }
+    curve = plot_hypervolume(curves, out_dir / "search_hypervolume.png")
     controls = [g.baseline_latency_ms for g in generations if g.baseline_latency_ms is not None]
     drift = []
     if controls:
@@ -85,11 +91,14 @@ def _generations_section(outcome: SearchOutcome, out_dir: Path) -> list[str]:
         "## Generations",
         "",
         "Front: the feasible candidates (the baseline included) that nothing measured by then "
-        "dominates. Hypervolume of that front once each objective is scaled between the best "
-        f"value measured ({_point(outcome, outcome.ideal)}) and the worst plus 10% "
-        f"({_point(outcome, outcome.nadir)}).",
+        "dominates. Hypervolume: the share of a box the front dominates, each objective "
+        f"scaled between the best value measured ({_point(outcome, outcome.ideal)}) and "
+        f"either the worst plus 10% ({_point(outcome, outcome.nadir)}; whole range) or "
+        "the baseline's (beyond the baseline: 0 until a candidate dominates it).",
         "",
-        markdown_table(["Generation", "Asked", "New", "Front", "Hypervolume"], rows),
+        markdown_table(
+            ["Generation", "Asked", "New", "Front", "Hypervolume", "Beyond the baseline"], rows
+        ),
         "",
         f"![hypervolume per generation]({curve.name})",
         *drift,
@@ -152,7 +161,8 @@ def _final_section(outcome: SearchOutcome) -> list[str]:
         if record.group in ("baseline", "chosen"):
             tests = sorted((k, v) for k, v in record.metrics.items() if k.startswith("test_"))
             metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in tests)
-            rows.append([record.name, record.recipe, f"{record.params:,}", metrics])
+            row = [record.name, str(record.seed), record.recipe, f"{record.params:,}", metrics]
+            rows.append(row)
     return [
         "",
         "## The chosen trade-off, fully trained",
@@ -161,7 +171,7 @@ def _final_section(outcome: SearchOutcome) -> list[str]:
         "search's final settings next to the baseline; their exports, benchmarks and "
         "estimates are in report.md.",
         "",
-        markdown_table(["Run", "Recipe", "Params", "Test metrics"], rows),
+        markdown_table(["Run", "Seed", "Recipe", "Params", "Test metrics"], rows),
     ]
 
 

@@ -57,13 +57,17 @@ def plot_fronts(
 
 
 def plot_hypervolume(curves: dict[str, list[float]], path: Path) -> Path:
-    """Hypervolume per generation, one line per search (e.g. NSGA-II and random)."""
+    """Hypervolume per generation, one line per search; searches whose labels share a
+    first word (an algorithm: "nsga2 seed 0", "nsga2 seed 1") share a colour."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    groups = list(dict.fromkeys(label.split()[0] for label in curves))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for label, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        colour = colours[groups.index(label.split()[0]) % len(colours)]
+        ax.plot(range(1, len(values) + 1), values, marker="o", label=label, color=colour)
     ax.set_xlabel("generation")
     ax.set_ylabel("hypervolume (normalised)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

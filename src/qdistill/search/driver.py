@@ -259,9 +259,10 @@ def _evolve(
 
 def score_generations(outcome: SearchOutcome) -> None:
     """Each generation's front (of everything feasible measured by then, the baseline
-    included) and its hypervolume between ``outcome``'s ideal and nadir points (set them
-    alike to compare searches)."""
+    included) and its hypervolumes: between ``outcome``'s ideal and nadir points (set them
+    alike to compare searches), and between the ideal point and the baseline."""
     seen: list[Measured] = [outcome.baseline] if outcome.feasible(outcome.baseline) else []
+    base = outcome.scores(outcome.baseline)
     by_name = {m.name: m for m in outcome.evaluated}
     scored = []
     for generation in outcome.ledger.generations:
@@ -273,14 +274,17 @@ def score_generations(outcome: SearchOutcome) -> None:
         mask = pareto_mask(F) if len(seen) else np.array([], dtype=bool)
         front = tuple(m.name for m, keep in zip(seen, mask, strict=True) if keep)
         volume = hypervolume(F[mask], outcome.ideal, outcome.nadir) if len(seen) else 0.0
-        scored.append(dataclasses.replace(generation, front=front, hypervolume=volume))
+        beyond = hypervolume(F[mask], outcome.ideal, base) if len(seen) else 0.0
+        scored.append(
+            dataclasses.replace(generation, front=front, hypervolume=volume, beyond_baseline=beyond)
+        )
     outcome.ledger.generations = scored
 
 
 def _choose(outcome: SearchOutcome) -> None:
     """The trade-off to train fully: of the feasible candidates that dominate the
-    baseline, the best in the first objective; if none does, the front's knee (nearest
-    the ideal point once normalised)."""
+    baseline, the best in the first objective (then the second, ...); if none does, the
+    front's knee (nearest the ideal point once normalised)."""
     feasible = [m for m in outcome.evaluated if outcome.feasible(m)]
     if not feasible:
         closest = sorted(outcome.evaluated, key=lambda m: _violation(outcome, m))[:3]
@@ -290,8 +294,8 @@ def _choose(outcome: SearchOutcome) -> None:
         return
     base = outcome.scores(outcome.baseline)
     better = [m for m in feasible if dominates(outcome.scores(m), base)]
-    if better:
-        outcome.chosen = min(better, key=lambda m: outcome.scores(m)[0])
+    if better:  # ties in the first objective go to the better second one, and so on
+        outcome.chosen = min(better, key=lambda m: tuple(outcome.scores(m)))
         return
     F = np.array([outcome.scores(m) for m in feasible])
     span = np.where(outcome.nadir > outcome.ideal, outcome.nadir - outcome.ideal, 1.0)

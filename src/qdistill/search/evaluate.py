@@ -68,12 +68,16 @@ class CandidateEvaluator:
             e.student.name: tuple(r.run_id for r in runs if r.group == e.student.name)
             for e in unique
         }
-        pending = [
-            e for e in unique if ",".join(run_ids[e.student.name]) not in self.ledger.measured
-        ]
+        pending = [e for e in unique if not self._measured(",".join(run_ids[e.student.name]))]
         if pending:
             self._train_and_measure(pending, run_ids)
         return [self.ledger.measured[",".join(run_ids[e.student.name])] for e in entries]
+
+    def _measured(self, key: str) -> bool:
+        """Whether the candidate of ``key`` is measured in every objective (one added to
+        the search since is measured then: its runs are not trained again)."""
+        measured = self.ledger.measured.get(key)
+        return measured is not None and all(o.name in measured.values for o in self.objectives)
 
     def _train_and_measure(self, pending: list[Entry], run_ids: dict[str, tuple[str, ...]]) -> None:
         config = only_students(self.config, [e.student for e in pending])
@@ -114,6 +118,7 @@ class CandidateEvaluator:
                 entry.genome,
             )
             self.ledger.measured[measured.key] = measured
+        self.ledger.save()
 
     def _timed(self, checkpoints: dict[str, Path]) -> dict[str, dict[str, float]]:
         """Latency and throughput of each checkpoint, timed side by side with the reference

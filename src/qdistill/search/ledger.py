@@ -42,8 +42,10 @@ class Measured:
 @dataclass(frozen=True)
 class Generation:
     """One generation: the candidates asked for (names), how many were new, the front of
-    everything feasible measured so far, its hypervolume, and the baseline's latency when
-    the generation's candidates were timed beside it (how far timings drift)."""
+    everything feasible measured so far, its hypervolume over the whole range measured and
+    beyond the baseline (the share of the box between the ideal point and the baseline
+    that the front dominates), and the baseline's latency when the generation's
+    candidates were timed beside it (how far timings drift)."""
 
     index: int
     asked: tuple[str, ...]
@@ -51,6 +53,7 @@ class Generation:
     front: tuple[str, ...] = ()
     hypervolume: float = 0.0
     baseline_latency_ms: float | None = None
+    beyond_baseline: float = 0.0
 
 
 def _read(path: Path) -> dict[str, Any]:

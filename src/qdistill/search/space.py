@@ -54,18 +54,26 @@ class LayerRange(StrictConfig):
 
 
 class ArchitectureSpace(StrictConfig):
-    """Students of ``model`` whose list options ``layers`` are searched; ``options`` are
-    passed to every candidate unchanged."""
+    """Students of ``model`` whose list options ``layers`` are searched layer by layer and
+    whose other options ``choices`` take one of their values; ``options`` are passed to
+    every candidate unchanged."""
 
     model: str
-    layers: dict[str, LayerRange] = Field(min_length=1)
+    layers: dict[str, LayerRange] = Field(default_factory=dict)
+    choices: dict[str, list[Any]] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _disjoint(self) -> ArchitectureSpace:
-        both = sorted(set(self.layers) & set(self.options))
-        if both:
-            raise ValueError(f"{both} are searched in 'layers' and fixed in 'options'; pick one")
+        if not self.layers and not self.choices:
+            raise ValueError("a space searches some 'layers' or 'choices'; it has neither")
+        for name, values in self.choices.items():
+            if not values or len({repr(v) for v in values}) != len(values):
+                raise ValueError(f"choices.{name} must list distinct values, got {values}")
+        named = [*self.layers, *self.choices, *self.options]
+        twice = sorted({n for n in named if named.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice} appear in more than one of layers, choices and options")
         return self
 
     def genes(self) -> list[Gene]:
@@ -76,11 +84,11 @@ class ArchitectureSpace(StrictConfig):
                 Gene(f"{option}.{index}", tuple(layer_range.widths))
                 for index in range(max(layer_range.depth))
             ]
-        return genes
+        return genes + [Gene(name, tuple(values)) for name, values in self.choices.items()]
 
     def model_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """The model options of decoded gene ``values``."""
-        options = dict(self.options)
+        options = {**self.options, **{name: values[name] for name in self.choices}}
         for option in self.layers:
             depth = values[f"{option}.depth"]
             options[option] = [values[f"{option}.{index}"] for index in range(depth)]
@@ -106,6 +114,10 @@ class ArchitectureSpace(StrictConfig):
                 values[f"{option}.{index}"] = (
                     widths[index] if index < len(widths) else layer_range.widths[0]
                 )
+        for name in self.choices:
+            if name not in options:
+                raise ValueError(f"give {name} (one of {self.choices[name]})")
+            values[name] = options[name]
         return values
 
 
@@ -117,7 +129,8 @@ def _register(name: str, space: dict[str, Any]) -> None:
 
 
 # The studies' students: NEMOKD's flexible CNN, the FINN MLP study's hidden layers, ESPCN's
-# two feature widths. Their ranges are starting points a config can replace.
+# two feature widths, a CIFAR ResNet's depth and stem and stage widths. Their ranges are
+# starting points a config can replace.
 _register(
     "flex_cnn",
     {
@@ -135,6 +148,14 @@ _register(
 _register(
     "espcn",
     {"model": "espcn", "layers": {"features": {"depth": [2], "widths": [8, 16, 32, 64]}}},
+)
+_register(
+    "cifar_resnet",
+    {
+        "model": "cifar_resnet",
+        "layers": {"widths": {"depth": [4], "widths": [8, 16, 32, 64, 128]}},
+        "choices": {"depth": [8, 14, 20]},
+    },
 )
 
 
@@ -170,8 +191,17 @@ class SearchSpace:
     recipe_genes: dict[str, tuple[Any, ...]]
 
     @property
-    def genes(self) -> list[Gene]:
+    def all_genes(self) -> list[Gene]:
         return [*self.architecture.genes(), *(Gene(p, v) for p, v in self.recipe_genes.items())]
+
+    @property
+    def genes(self) -> list[Gene]:
+        """The genome's coordinates: the genes with a choice (one value is no choice)."""
+        return [gene for gene in self.all_genes if len(gene.values) > 1]
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return {gene.name: gene.values[0] for gene in self.all_genes if len(gene.values) == 1}
 
     @property
     def upper_bounds(self) -> list[int]:
@@ -181,7 +211,7 @@ class SearchSpace:
         genes = self.genes
         if len(genome) != len(genes):
             raise ValueError(f"a genome of this space has {len(genes)} genes, got {len(genome)}")
-        values = {}
+        values = dict(self.constants)
         for gene, index in zip(genes, genome, strict=True):
             if not 0 <= int(index) < len(gene.values):
                 raise ValueError(
@@ -205,13 +235,14 @@ class SearchSpace:
             )
         values.update(recipe_values)
         genome = []
-        for gene in self.genes:
+        for gene in self.all_genes:
             if values[gene.name] not in gene.values:
                 raise ConfigError(
                     f"search.baseline: {gene.name} = {values[gene.name]!r} is not among "
                     f"{list(gene.values)}"
                 )
-            genome.append(gene.values.index(values[gene.name]))
+            if len(gene.values) > 1:
+                genome.append(gene.values.index(values[gene.name]))
         return genome
 
     @property
