@@ -175,3 +175,32 @@ def test_bits_as_genes_and_fpga_objectives_search_quantized_students(tmp_path):
     assert {r.bits for r in outcome.final.records if r.group == "chosen"} == {
         outcome.chosen.recipe_values["quantize.bits"]
     }
+
+
+def test_a_super_resolution_search_ranks_by_validation_psnr(tmp_path):
+    raw = {
+        "name": "sr-search",
+        "data": {
+            "name": "photos",
+            "options": {"scale": 2, "channels": "y", "lr_patch": 12, "patches_per_epoch": 128},
+        },
+        "teacher": {
+            "model": {"name": "espcn", "options": {"act": "relu"}},
+            "train": {"epochs": 1, "batch_size": 32},
+        },
+        "search": {
+            "space": {"name": "espcn", "options": {"act": "relu"}},
+            "recipe": [{"distill": {"loss": "pixel_kd", "train": {"epochs": 1, "batch_size": 32}}}],
+            "baseline": {"features": [16, 8]},
+            "objectives": ["val_psnr_y", "params"],
+            "population": 2,
+            "generations": 1,
+        },
+    }
+    config = parse_experiment(raw)
+    outcome = run_search(config, search_of(config), tmp_path)
+    for measured in [outcome.baseline, *outcome.evaluated]:
+        assert measured.values["val_psnr_y"] > 5 and "test_psnr_y" in measured.values
+    assert outcome.objectives[0].higher_is_better  # PSNR is maximised
+    best = max(outcome.evaluated, key=lambda m: m.values["val_psnr_y"])
+    assert outcome.scores(best)[0] == -best.values["val_psnr_y"]

@@ -13,7 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qdistill.hardware.units import MVAU_LUT_BASE, MVAU_LUT_PER_PE, Fold, Resources, Unit
+from qdistill.hardware.units import (
+    MVAU_LUT_BASE,
+    MVAU_LUT_PER_PE,
+    Fold,
+    Resources,
+    Unit,
+    bram18_for_memory,
+)
 
 # FINN keeps a VVAU's weight memory in LUTs up to this depth (ram_style auto).
 LUTRAM_MAX_DEPTH = 128
@@ -76,17 +83,7 @@ class VectorVector(Unit):
         depth, width = self.weight_memory(fold)
         if depth <= LUTRAM_MAX_DEPTH:
             return 0
-        if width == 1:
-            return math.ceil(depth / 16384)
-        if width == 2:
-            return math.ceil(depth / 8192)
-        if width <= 4:
-            return math.ceil(depth / 4096) * math.ceil(width / 4)
-        if width <= 9:
-            return math.ceil(depth / 2048) * math.ceil(width / 8)
-        if width <= 18 or depth > 512:
-            return math.ceil(depth / 1024) * math.ceil(width / 16)
-        return math.ceil(depth / 512) * math.ceil(width / 32)
+        return bram18_for_memory(depth, width, widths=(4, 8, 16, 32))
 
     def flip_flops(self, fold: Fold) -> int:
         """qdistill's register count: each parallel channel's window (K x K x A), the

@@ -67,20 +67,23 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def bram18_for_memory(depth: float, width: int) -> int:
-    """RAMB18s for a memory of ``depth`` words of ``width`` bits in simple dual-port mode
-    (FINN's MVAU weight-memory estimate, after UG573 table 1-10)."""
+def bram18_for_memory(
+    depth: float, width: int, widths: tuple[int, int, int, int] = (4, 9, 18, 36)
+) -> int:
+    """RAMB18s for ``depth`` words of ``width`` bits in simple dual-port mode (FINN's
+    estimate after UG573 table 1-10); ``widths``: the word widths FINN divides by, the
+    MVAU's by default (its VVAU's are 4, 8, 16, 32)."""
     if width == 1:
         return math.ceil(depth / 16384)
     if width == 2:
         return math.ceil(depth / 8192)
     if width <= 4:
-        return math.ceil(depth / 4096) * math.ceil(width / 4)
+        return math.ceil(depth / 4096) * math.ceil(width / widths[0])
     if width <= 9:
-        return math.ceil(depth / 2048) * math.ceil(width / 9)
+        return math.ceil(depth / 2048) * math.ceil(width / widths[1])
     if width <= 18 or depth > 512:
-        return math.ceil(depth / 1024) * math.ceil(width / 18)
-    return math.ceil(depth / 512) * math.ceil(width / 36)
+        return math.ceil(depth / 1024) * math.ceil(width / widths[2])
+    return math.ceil(depth / 512) * math.ceil(width / widths[3])
 
 
 @dataclass

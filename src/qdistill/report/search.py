@@ -20,10 +20,21 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def describe(measured: Measured) -> str:
-    """A candidate's architecture and recipe values, e.g. ``conv=[16, 32] fc=[64]``."""
+def describe(measured: Measured, same: frozenset[str] = frozenset()) -> str:
+    """A candidate's architecture and recipe values, e.g. ``conv=[16, 32] fc=[64]``,
+    without the keys in ``same``."""
     items = {**measured.model_options, **measured.recipe_values}
-    return " ".join(f"{k}={v}" for k, v in items.items())
+    return " ".join(f"{k}={v}" for k, v in items.items() if k not in same)
+
+
+def shared_settings(outcome: SearchOutcome) -> frozenset[str]:
+    """The settings every measured candidate has alike (a fixed model option), which
+    tables leave out."""
+    items = [
+        {**m.model_options, **m.recipe_values}
+        for m in [*outcome.phase1, outcome.baseline, *outcome.evaluated]
+    ]
+    return frozenset(k for k in items[0] if all(i.get(k) == items[0][k] for i in items))
 
 
 def _candidate_table(outcome: SearchOutcome, items: list[Measured]) -> str:
@@ -35,7 +46,7 @@ def _candidate_table(outcome: SearchOutcome, items: list[Measured]) -> str:
         tag = " (baseline)" if m.name == outcome.baseline.name else ""
         tag += " (chosen)" if outcome.chosen and m.name == outcome.chosen.name else ""
         values = [_fmt(m.values[n]) for n in [*names, *extra]]
-        rows.append([m.name + tag, describe(m), *values])
+        rows.append([m.name + tag, describe(m, shared_settings(outcome)), *values])
     return markdown_table([*headers, *extra], rows)
 
 
