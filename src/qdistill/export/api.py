@@ -15,6 +15,13 @@ import torch
 from torch import nn
 
 from qdistill.errors import ConfigError
+from qdistill.export.divergence import (
+    DIVERGED,
+    LayerDivergence,
+    first_divergence,
+    layer_divergences,
+    layer_output_tensors,
+)
 from qdistill.export.finn import check_finn_supported, finn_ready
 from qdistill.export.graph import ExportError, export_float, float_shadow
 from qdistill.export.layers import export_layers
@@ -48,6 +55,8 @@ class ExportReport:
     # what was outside tolerance, in words (a file is written with misses only when asked:
     # on_mismatch="warn")
     misses: list[str] = dataclasses.field(default_factory=list)
+    # with misses: each quantized layer's output in the file against PyTorch's
+    divergences: list[LayerDivergence] = dataclasses.field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -59,10 +68,15 @@ class ExportReport:
     @classmethod
     def from_dict(cls, data: dict) -> ExportReport:
         fields = {f.name for f in dataclasses.fields(cls)}
+        divergences = [
+            LayerDivergence(d["layer"], d["max_abs_diff"], d["output_range"])
+            for d in data.get("divergences", [])
+        ]
         return cls(
             **{
                 **{k: data[k] for k in fields if k in data},
                 "comparison": Comparison(**data["comparison"]),
+                "divergences": divergences,
             }
         )
 
@@ -78,7 +92,27 @@ class ExportReport:
         if c.psnr_db is not None:
             parts.append(f"PSNR vs PyTorch {c.psnr_db:.1f} dB")
         text = ", ".join(parts) + f" on {c.samples} samples"
-        return text + (f"; outside tolerance: {'; '.join(self.misses)}" if self.misses else "")
+        if not self.misses:
+            return text
+        return f"{text}; outside tolerance: {'; '.join(self.misses)}; {self.where_it_diverges()}"
+
+    def where_it_diverges(self) -> str:
+        if not self.divergences:
+            if self.format in ("qonnx", "finn"):
+                return "no per-layer comparison (qonnx's cleanup renames every tensor)"
+            return "no per-layer comparison (no quantized layer's output is kept in the file)"
+        first = first_divergence(self.divergences)
+        if first is None:
+            worst = max(self.divergences, key=lambda d: d.relative)
+            return (
+                f"every layer's outputs agree within {100 * DIVERGED:g}% of their range "
+                f"(largest: {worst.layer}, {100 * worst.relative:.2g}%): the difference "
+                "arises between or after the layers, e.g. a near-tie at the output"
+            )
+        return (
+            f"the first layer that diverges is {first.layer} (max |diff| {first.max_abs_diff:.3g}"
+            f", {100 * first.relative:.2g}% of its output range)"
+        )
 
 
 def trace_batch(samples: torch.Tensor) -> torch.Tensor:
@@ -134,17 +168,25 @@ def export_model(
     if fmt == "finn":
         check_finn_supported(layers)
     proto = export_float(shadow, trace_batch(sample_inputs))
+    layer_outputs = layer_output_tensors(
+        proto, [layer.name for layer in layers if not layer.pooling]
+    )
     if fmt == "onnx-qdq":
         proto = to_qdq(proto, layers)
     elif fmt == "qonnx":
         proto = to_qonnx(proto, layers)
     elif fmt == "finn":
         proto = cleanup(finn_ready(to_qonnx(proto, layers)))
+    reference_model = shadow if fmt == "onnx" else model
     with torch.no_grad():
-        reference = (shadow if fmt == "onnx" else model)(sample_inputs.cpu()).numpy()
+        reference = reference_model(sample_inputs.cpu()).numpy()
     exported = run_exported(proto, sample_inputs.cpu().numpy().astype(np.float32), fmt)
     comparison = compare_outputs(reference, exported)
     misses = tolerance_misses(comparison, fmt, is_half(model), tolerance)
+    compared = misses and fmt in ("onnx", "onnx-qdq")  # QONNX cleanup renames tensors
+    divergences = (
+        layer_divergences(reference_model, proto, layer_outputs, sample_inputs) if compared else []
+    )
     report = ExportReport(
         format=fmt,
         path=str(path),
@@ -157,6 +199,7 @@ def export_model(
         seconds=round(time.perf_counter() - started, 3),
         stamp=stamp,
         misses=misses,
+        divergences=divergences,
     )
     return _write(proto, Path(path), report, write_report, on_mismatch)
 

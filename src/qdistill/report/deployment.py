@@ -22,7 +22,9 @@ def _export_row(e: ExportRecord) -> list[str]:
         f"{report.file_bytes / 1024:.1f}",
         f"{c.max_abs_diff:.3g}",
         match,
-        "yes" if report.passed else f"with warnings: {'; '.join(report.misses)}",
+        "yes"
+        if report.passed
+        else f"with warnings: {'; '.join(report.misses)}; {report.where_it_diverges()}",
     ]
 
 
