@@ -344,3 +344,35 @@ def test_an_export_outside_tolerance_is_refused_or_written_with_warnings(
     assert export_model(model, tmp_path / "c.onnx", "onnx-qdq", x, tolerance=loose).passed
     with pytest.raises(ConfigError, match="agreement must be in"):
         Tolerance(agreement=1.5)
+
+
+class PerToken(nn.Module):
+    """A per-token MLP with a residual on (batch, tokens, features) inputs: its Linears
+    export as Transpose(W) -> MatMul -> Add(bias), not Gemm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16, bias=False))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = h + self.mlp(h)
+        return self.head(h.mean(1))
+
+
+@pytest.mark.parametrize("fmt", ["onnx-qdq", "qonnx"])
+def test_linears_on_token_sequences_export_quantized_and_verified(tmp_path, fmt):
+    torch.manual_seed(0)
+    x = torch.randn(32, 6, 8)
+    model = quantize(PerToken(), "w8a8")
+    calibrate(model, [x])
+    report = export_model(model.eval(), tmp_path / "tokens.onnx", fmt, x)
+    assert report.passed and set(report.layers) == {"embed", "mlp.0", "mlp.2", "head"}
+    proto = onnx.load(str(tmp_path / "tokens.onnx"))
+    float_weights = [i.name for i in proto.graph.initializer if i.name.endswith(".weight")]
+    assert float_weights == []  # every weight went through its quantizer
+    if fmt == "onnx-qdq":
+        inputs = [x for n in proto.graph.node if n.op_type == "MatMul" for x in n.input]
+        assert sum(".input_dq" in x or "_dq" in x for x in inputs) >= 3

@@ -38,25 +38,17 @@ class LayerDivergence:
 
 
 def layer_output_tensors(proto: onnx.ModelProto, layers: list[str]) -> dict[str, str]:
-    """The tensor holding each layer's output in a float export: its Conv/Gemm/MatMul
-    node's output, or the bias Add after a MatMul. Layers the graph does not show as one
-    node are left out."""
+    """The tensor holding each layer's output in a float export (after its bias). Layers
+    the graph does not show at one site are left out."""
     editor = GraphEditor(proto)
     found = {}
     for name in layers:
         try:
-            nodes = editor.layer_nodes(name)
+            sites = editor.layer_sites(name)
         except ExportError:
             continue
-        if len(nodes) != 1:
-            continue
-        output = nodes[0].output[0]
-        consumers = editor.consumers(output)
-        if nodes[0].op_type == "MatMul" and len(consumers) == 1:
-            node, _ = consumers[0]
-            if node.op_type == "Add" and any(x.endswith(f"{name}.bias") for x in node.input):
-                output = node.output[0]
-        found[name] = output
+        if len(sites) == 1:
+            found[name] = sites[0].output
     return found
 
 

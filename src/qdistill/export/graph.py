@@ -2,9 +2,10 @@
 
 Quantized layers are exported as their float type, so every layer's weight appears
 as an initializer named by its module path (``<layer>.weight``); the QDQ and QONNX
-writers find each layer's node through that name and insert quantization around
-it. The onnxscript graph optimizer is off: it would fold BatchNorm into the
-convolution weights, which must stay the layer's own (quantized) weights.
+writers find each layer's site (where its weight, activation and bias enter) through
+that name and insert quantization there. The onnxscript graph optimizer is off: it would
+fold BatchNorm into the convolution weights, which must stay the layer's own (quantized)
+weights.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import copy
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -83,6 +85,20 @@ def export_float(model: nn.Module, sample: torch.Tensor, opset: int = OPSET) -> 
     return proto
 
 
+Slot = tuple[onnx.NodeProto, int]  # a node and one of its input positions
+
+
+@dataclass(frozen=True)
+class LayerSite:
+    """Where one quantized layer sits in a float export: the inputs its weight, its
+    activation and its bias (if any) enter, and the tensor that holds its output."""
+
+    weight: Slot | None
+    activation: Slot
+    bias: Slot | None
+    output: str
+
+
 class GraphEditor:
     """Small helpers for rewriting an ONNX graph in place."""
 
@@ -142,17 +158,40 @@ class GraphEditor:
             raise ExportError(f"module {module_name!r} made no node in the exported graph")
         return entry[:1]  # the node that takes the module's input
 
-    def nodes_of(self, layer) -> list[onnx.NodeProto]:
-        """The nodes an ExportLayer's quantization attaches to."""
-        return self.module_nodes(layer.name) if layer.pooling else self.layer_nodes(layer.name)
+    def sites_of(self, layer) -> list[LayerSite]:
+        """Where an ExportLayer's quantization attaches (a pooling: its first node)."""
+        if layer.pooling:
+            (node,) = self.module_nodes(layer.name)
+            return [LayerSite(None, (node, 0), None, node.output[0])]
+        return self.layer_sites(layer.name)
 
-    def layer_nodes(self, layer_name: str) -> list[onnx.NodeProto]:
-        """The Gemm/MatMul/Conv/ConvTranspose nodes that use ``<layer_name>.weight``."""
+    def layer_sites(self, layer_name: str) -> list[LayerSite]:
+        """Each use of ``<layer_name>.weight`` by a Gemm/MatMul/Conv/ConvTranspose, also
+        through a Transpose (a Linear on a (B, T, C) tensor exports as Transpose(W) ->
+        MatMul -> Add(bias))."""
         weight = f"{layer_name}.weight" if layer_name else "weight"
-        nodes = [n for n, index in self.consumers(weight) if index == 1]
-        if not nodes:
+        sites = []
+        for node, index in self.consumers(weight):
+            compute = node
+            if node.op_type == "Transpose":
+                users = self.consumers(node.output[0])
+                if len(users) != 1 or users[0][0].op_type != "MatMul" or users[0][1] != 1:
+                    continue
+                compute = users[0][0]
+            elif index != 1:
+                continue
+            has_bias = len(compute.input) > 2 and compute.input[2]
+            bias, output = ((compute, 2) if has_bias else None), compute.output[0]
+            after = self.consumers(output) if compute.op_type == "MatMul" else []
+            if len(after) == 1 and after[0][0].op_type == "Add":
+                add = after[0][0]
+                slot = [i for i, x in enumerate(add.input) if x == f"{layer_name}.bias"]
+                if slot:
+                    bias, output = (add, slot[0]), add.output[0]
+            sites.append(LayerSite((node, index), (compute, 0), bias, output))
+        if not sites:
             raise ExportError(
                 f"layer {layer_name or '(model)'!r}: its weight {weight!r} is not an input of "
-                "any node in the exported graph"
+                "any Gemm, MatMul or convolution in the exported graph"
             )
-        return nodes
+        return sites

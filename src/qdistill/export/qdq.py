@@ -96,23 +96,22 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     editor = GraphEditor(proto)
     layer_outputs: set[str] = set()
     for layer in layers:
-        for node in editor.nodes_of(layer):
+        for site in editor.sites_of(layer):
             if not layer.pooling:
-                layer_outputs.add(node.output[0])
-            new_nodes = []
-            if layer.weight is not None:
+                layer_outputs.add(site.output)
+            if layer.weight is not None and site.weight is not None:
                 stem = f"{layer.name}.weight_q"
                 codes = _typed(editor, stem, layer.weight, layer.codes)
                 scale, zero = _params(editor, stem, layer.weight)
                 dequantized = editor.unique(f"{layer.name}.weight_dq")
                 attrs = {"axis": layer.weight.axis} if layer.weight.axis is not None else {}
-                new_nodes.append(
-                    helper.make_node(
-                        "DequantizeLinear", [codes, scale, zero], [dequantized], **attrs
-                    )
+                node, index = site.weight
+                dq = helper.make_node(
+                    "DequantizeLinear", [codes, scale, zero], [dequantized], **attrs
                 )
-                node.input[1] = dequantized
-            if layer.bias_codes is not None and len(node.input) > 2:
+                node.input[index] = dequantized
+                editor.insert_before(node, [dq])
+            if layer.bias_codes is not None and site.bias is not None:
                 stem = f"{layer.name}.bias_q"
                 codes = editor.add_initializer(stem, layer.bias_codes.astype(np.int32))
                 scale = editor.add_initializer(f"{stem}_scale", layer.bias_scale)
@@ -120,20 +119,22 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
                     f"{stem}_zero", np.zeros_like(layer.bias_codes, np.int32)
                 )
                 dequantized = editor.unique(f"{layer.name}.bias_dq")
-                new_nodes.append(
-                    helper.make_node(
-                        "DequantizeLinear", [codes, scale, zero], [dequantized], axis=0
-                    )
+                node, index = site.bias
+                dq = helper.make_node(
+                    "DequantizeLinear", [codes, scale, zero], [dequantized], axis=0
                 )
-                node.input[2] = dequantized
+                node.input[index] = dequantized
+                editor.insert_before(node, [dq])
             if layer.act is not None:
                 stem = f"{layer.name}.input"
                 params = _params(editor, f"{stem}_q", layer.act)
                 bounds = _code_range(editor, f"{stem}_q", layer.act)
-                nodes, restored = _quantize_dequantize(editor, node.input[0], stem, params, bounds)
-                new_nodes += nodes
-                node.input[0] = restored
-            editor.insert_before(node, new_nodes)
+                node, index = site.activation
+                nodes, restored = _quantize_dequantize(
+                    editor, node.input[index], stem, params, bounds
+                )
+                node.input[index] = restored
+                editor.insert_before(node, nodes)
     _requantize_layer_outputs(editor, layer_outputs)
     editor.remove_unused_initializers()
     return proto

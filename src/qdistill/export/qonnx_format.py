@@ -57,27 +57,28 @@ def to_qonnx(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelPro
     """Rewrite a float export into a QONNX model and clean it with qonnx's cleanup."""
     editor = GraphEditor(proto)
     for layer in layers:
-        for node in editor.nodes_of(layer):
-            new_nodes = []
-            if layer.weight is not None:
+        for site in editor.sites_of(layer):
+            if layer.weight is not None and site.weight is not None:
                 stem = f"{layer.name}.weight_quant"
                 weight = editor.add_initializer(f"{layer.name}.weight_grid", layer.dequantized)
                 new, output = _quant_node(
                     editor, stem, weight, layer.weight, layer.dequantized.ndim
                 )
-                new_nodes.append(new)
-                node.input[1] = output
-            if layer.bias_codes is not None and len(node.input) > 2:
-                node.input[2] = editor.add_initializer(
+                node, index = site.weight
+                node.input[index] = output
+                editor.insert_before(node, [new])
+            if layer.bias_codes is not None and site.bias is not None:
+                node, index = site.bias
+                node.input[index] = editor.add_initializer(
                     f"{layer.name}.bias_grid", layer.bias_on_grid
                 )
             if layer.act is not None:
+                node, index = site.activation
                 new, output = _quant_node(
-                    editor, f"{layer.name}.input_quant", node.input[0], layer.act, 0
+                    editor, f"{layer.name}.input_quant", node.input[index], layer.act, 0
                 )
-                new_nodes.append(new)
-                node.input[0] = output
-            editor.insert_before(node, new_nodes)
+                node.input[index] = output
+                editor.insert_before(node, [new])
     editor.remove_unused_initializers()
     proto.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
     return cleanup(proto)
