@@ -461,7 +461,16 @@ CASES = [
             "--out",
             str(w.scratch / "s"),
         ),
-        "needs options",
+        "needs option 'test'",
+    ),
+    (
+        "sr-folder-train-without-train",
+        lambda w: (
+            *_train_sr(w, "evalonly", np.zeros((32, 32, 3), np.uint8))[:7],  # no options
+            "--data-option",
+            f"test={w.scratch / 'evalonly-test'}",
+        ),
+        "has no training images (it was read for evaluation); give the option 'train'",
     ),
     # quantize, evaluate, export, benchmark, hardware
     (
@@ -515,7 +524,7 @@ CASES = [
     (
         "evaluate-wrong-data",
         lambda w: ("evaluate", str(w.float), "--data", "photos"),
-        "expects inputs",
+        "holds a classification model (dnn_30) but dataset 'photos' is a super-resolution",
     ),
     (
         "export-format",

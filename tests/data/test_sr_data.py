@@ -5,7 +5,7 @@ from PIL import Image
 
 from qdistill.data import build_dataset
 from qdistill.data.images import bicubic_resize, downscale_uint8, read_image
-from qdistill.errors import DatasetError
+from qdistill.errors import ConfigError, DatasetError
 
 
 def _write_png(path, height, width, seed, grey=False):
@@ -54,7 +54,7 @@ def test_folder_errors_say_what_to_fix(folders, tmp_path):
     empty.mkdir()
     with pytest.raises(DatasetError, match="has no images"):
         build_dataset("sr_folder", train=str(train), test=str(empty))
-    with pytest.raises(DatasetError, match="needs options 'train' and 'test'"):
+    with pytest.raises(DatasetError, match="needs option 'test'"):
         build_dataset("sr_folder", train=str(train))
     (lr / "0001x2.png").unlink()
     with pytest.raises(DatasetError, match=r"no LR image for 0001\.png"):
@@ -145,3 +145,24 @@ def test_images_are_bounded_in_pixels_and_below_the_scale_refused(folders, tmp_p
     Image.fromarray(np.zeros((2, 5, 3), np.uint8)).save(tiny / "thin.png")
     with pytest.raises(DatasetError, match=r"\(2, 5\) pixels, smaller than the scale 3"):
         build_dataset("sr_folder", train=str(train), test=str(tiny), scale=3, lr_patch=4)
+
+
+def test_a_test_folder_alone_evaluates_a_model_trained_on_other_patches(folders, tmp_path):
+    from qdistill.experiment.commands import evaluate_checkpoint
+    from qdistill.models import build_model, save_model
+
+    _, test, _ = folders
+    data = build_dataset("sr_folder", test=str(test), scale=2, channels="y")
+    assert data.train == [] and data.val == [] and data.summary()["images"]["test"] == ["baby"]
+    with pytest.raises(DatasetError, match=r"has no training images .* give the option 'train'"):
+        data.patches(4)
+    torch.manual_seed(0)
+    model = build_model("espcn", (1, 17, 17), 1, scale=2)
+    path = tmp_path / "espcn.safetensors"
+    save_model(path, model, model_name="espcn", model_options={"scale": 2},
+               input_shape=(1, 17, 17), num_outputs=1)  # fmt: skip
+    options = {"test": str(test), "scale": 2, "channels": "y"}
+    result = evaluate_checkpoint(path, "sr_folder", options)  # no train folder, 16x20 LR image
+    assert result["dataset"] == data.name and result["test_psnr_y"] > 0
+    with pytest.raises(ConfigError, match=r"expects channels \(1,\) but dataset .* gives \(3,\)"):
+        evaluate_checkpoint(path, "sr_folder", {**options, "channels": "rgb"})

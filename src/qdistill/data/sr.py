@@ -82,6 +82,7 @@ class SRData:
     lr_patch: int = 32
     patches_per_epoch: int = 2048
     info: dict[str, Any] = field(default_factory=dict)
+    evaluation_only: bool = False  # no train and val images: it only tests a model
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4):
@@ -118,6 +119,11 @@ class SRData:
     def patches(
         self, batch_size: int, generator: torch.Generator | None = None, augment: bool = True
     ) -> PatchBatches:
+        if not self.train:
+            raise DatasetError(
+                f"dataset {self.name} has no training images (it was read for evaluation); "
+                "give the option 'train' (an HR image folder) to train or calibrate"
+            )
         return PatchBatches(self, batch_size, generator, augment)
 
     def sample_inputs(self, count: int) -> torch.Tensor:
@@ -290,12 +296,15 @@ def sr_folder(
     """Image folders on disk: a DIV2K-style HR ``train`` folder (optional ``train_lr``,
     e.g. DIV2K_train_LR_bicubic/X2), and a ``test`` folder such as Set5, Set14, BSD100 or
     Urban100 (optional ``test_lr``). Without ``val`` the last ``val_images`` training
-    images are held out for validation."""
-    if train is None or test is None:
-        raise DatasetError("sr_folder needs options 'train' and 'test' (image folders)")
-    train_pairs = folder_pairs(train, train_lr, scale, "train")
+    images are held out for validation. Without ``train`` the dataset only evaluates
+    (``qdistill evaluate`` of a trained model on any folder, at any image size)."""
+    if test is None:
+        raise DatasetError("sr_folder needs option 'test' (an image folder), and 'train' to train")
+    train_pairs = folder_pairs(train, train_lr, scale, "train") if train is not None else []
     if val is not None:
         val_pairs = folder_pairs(val, None, scale, "val")
+    elif train is None:
+        val_pairs = []
     else:
         if len(train_pairs) <= val_images:
             raise DatasetError(
@@ -312,7 +321,12 @@ def sr_folder(
         test=folder_pairs(test, test_lr, scale, "test"),
         lr_patch=lr_patch,
         patches_per_epoch=patches_per_epoch,
-        info={"train": str(train), "test": str(test), "lr": "folder" if train_lr else "bicubic"},
+        evaluation_only=train is None and val is None,
+        info={
+            "train": str(train) if train is not None else "none (evaluation only)",
+            "test": str(test),
+            "lr": "folder" if train_lr else "bicubic",
+        },
     )
 
 

@@ -33,7 +33,7 @@ from qdistill.hardware.deployment import DeploymentMeasurement, measure_deployme
 from qdistill.hardware.economics import CostReport, board_budget, cost_report
 from qdistill.hardware.estimate import DataflowTarget, check_reachable, estimate_units
 from qdistill.hardware.hls4ml_view import hls4ml_view
-from qdistill.models import build_model, load_model, save_model
+from qdistill.models import build_model, load_model, model_task, save_model
 from qdistill.paths import writable_file
 from qdistill.quant import QuantPlan, is_quantized, model_size
 from qdistill.quant.sensitivity import SensitivityProbe
@@ -185,12 +185,22 @@ def evaluate_checkpoint(
     """Accuracy on every split, size, and (quantized models) integer-model accuracy."""
     model, metadata = load_model(checkpoint)
     data, _ = checkpoint_data(metadata, data_name, data_options)
-    if tuple(metadata["input_shape"]) != data.input_shape:
-        raise ConfigError(
-            f"{checkpoint} expects inputs {tuple(metadata['input_shape'])} but dataset "
-            f"{data.name!r} gives {data.input_shape}"
-        )
+    expected = tuple(metadata["input_shape"])
     task = make_task(data, _CPU)
+    kind = model_task(metadata["model"])
+    if kind != task.kind:
+        raise ConfigError(
+            f"{checkpoint} holds a {kind.replace('_', '-')} model ({metadata['model']}) but "
+            f"dataset {data.name!r} is a {task.kind.replace('_', '-')} dataset"
+        )
+    # super-resolution models are fully convolutional: any image size, the same channels
+    compared = 1 if task.kind == "super_resolution" else len(expected)
+    if expected[:compared] != tuple(data.input_shape)[:compared]:
+        what = "channels" if compared == 1 else "inputs"
+        raise ConfigError(
+            f"{checkpoint} expects {what} {expected[:compared]} but dataset "
+            f"{data.name!r} gives {tuple(data.input_shape)[:compared]}"
+        )
     result: dict[str, Any] = {"model": metadata["model"], "dataset": data.name}
     result.update(task.evaluate(model))
     if is_quantized(model):

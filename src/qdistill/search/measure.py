@@ -31,8 +31,7 @@ class TimingConfig(StrictConfig):
     """How latency and throughput are measured on this machine: ``backend`` torch (eager
     float model) or ort_float / ort_int8 (onnxruntime), median of ``repeats`` runs after
     ``warmup`` runs; throughput is the best over ``batch_sizes``. Sub-millisecond models
-    need many repeats: their medians over 30 runs moved by 20-30% from one measurement
-    to the next on a shared 2-core machine, over 300 runs by 5-10%."""
+    need hundreds of repeats for a stable median."""
 
     backend: Literal["torch", "ort_float", "ort_int8"] = "torch"
     repeats: int = Field(200, ge=3)

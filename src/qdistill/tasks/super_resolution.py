@@ -128,7 +128,8 @@ class SuperResolutionTask:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         outputs = [(self.upscale(model, lr), hr) for lr, hr in self._pairs("test")]
-        metrics = {**self.validate(model), **self._scores(outputs, "test", full=True)}
+        validation = self.validate(model) if self.data.val else {}  # none: evaluation only
+        metrics = {**validation, **self._scores(outputs, "test", full=True)}
         metrics.update({f"{BICUBIC.prefix}{k}": v for k, v in self.bicubic.items()})
         return metrics
 
