@@ -25,15 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from qdistill.console import console
 from qdistill.experiment import load_experiment
 from qdistill.experiment.executors import Execution
 from qdistill.report.search_plots import plot_hypervolume
+from qdistill.search.compare import searches_in_folder
 from qdistill.search.config import search_of
-from qdistill.search.driver import dominating_baseline, run_search, score_generations
-from qdistill.search.front import bounds
+from qdistill.search.driver import dominating_baseline, run_search
 
 ALGORITHMS = ("nsga2", "random")
 
@@ -57,16 +55,18 @@ def main() -> None:
                 config, search_of(config, args.config), out, Execution(workers=args.workers)
             )
     wall_s = time.perf_counter() - started
-    everything = [o.scores(m) for o in outcomes.values() for m in [o.baseline, *o.evaluated]]
-    ideal, nadir = bounds(np.array(everything))
-    curves: dict[str, list[float]] = {}
-    for (algorithm, seed), outcome in outcomes.items():
-        outcome.ideal, outcome.nadir = ideal, nadir
-        score_generations(outcome)
-        curves[f"{algorithm} seed {seed}"] = [g.beyond_baseline for g in outcome.ledger.generations]
+    compared = {
+        (s.algorithm, s.seed): s for s in searches_in_folder(outcomes[ALGORITHMS[0], args.seeds[0]])
+    }
+    curves = {
+        f"{algorithm} seed {seed}": [
+            g.beyond_baseline for g in compared[algorithm, seed].ledger.generations
+        ]
+        for algorithm, seed in outcomes
+    }
     plot = plot_hypervolume(curves, out / "search_vs_random.png")
-    whole = {k: o.ledger.generations[-1].hypervolume for k, o in outcomes.items()}
-    beyond = {k: o.ledger.generations[-1].beyond_baseline for k, o in outcomes.items()}
+    whole = {k: compared[k].ledger.generations[-1].hypervolume for k in outcomes}
+    beyond = {k: compared[k].ledger.generations[-1].beyond_baseline for k in outcomes}
 
     def mean(values: dict, algorithm: str) -> float:
         return statistics.fmean(values[algorithm, s] for s in args.seeds)

@@ -204,3 +204,14 @@ def test_a_super_resolution_search_ranks_by_validation_psnr(tmp_path):
     assert outcome.objectives[0].higher_is_better  # PSNR is maximised
     best = max(outcome.evaluated, key=lambda m: m.values["val_psnr_y"])
     assert outcome.scores(best)[0] == -best.values["val_psnr_y"]
+
+
+def test_the_report_compares_the_searches_of_its_folder(finished):
+    out, outcome = finished
+    random = search_in(out, algorithm="random")
+    assert random.baseline.name == outcome.baseline.name  # phase 1 and baseline reused
+    report = write_search_report(outcome, "search").read_text()
+    assert "## The searches of this folder" in report
+    assert "| nsga2, seed 0 |" in report and "| random, seed 0 |" in report
+    assert (out / "search_comparison.png").stat().st_size > 1000
+    assert outcome.ledger.generations[-1].hypervolume > 0  # its own scores are kept

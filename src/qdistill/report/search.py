@@ -9,6 +9,7 @@ from pathlib import Path
 from qdistill.paths import write_text
 from qdistill.report.search_plots import plot_fronts, plot_hypervolume
 from qdistill.report.tables import markdown_table
+from qdistill.search.compare import searches_in_folder
 from qdistill.search.driver import SearchOutcome, dominating_baseline
 from qdistill.search.ledger import Measured
 
@@ -162,6 +163,40 @@ def _front_section(outcome: SearchOutcome, out_dir: Path) -> list[str]:
     return lines
 
 
+def _comparison_section(outcome: SearchOutcome, out_dir: Path) -> list[str]:
+    """The other searches of this folder (seeds, algorithms) beside this one."""
+    searches = searches_in_folder(outcome)
+    if len(searches) < 2:
+        return []
+    rows = [
+        [
+            s.label,
+            str(sum(len(g.asked) for g in s.ledger.generations)),
+            f"{s.ledger.generations[-1].hypervolume:.4f}" if s.ledger.generations else "",
+            f"{s.ledger.generations[-1].beyond_baseline:.4f}" if s.ledger.generations else "",
+            str(len(dominating_baseline(s))),
+        ]
+        for s in searches
+    ]
+    curves = {s.label: [g.beyond_baseline for g in s.ledger.generations] for s in searches}
+    plot = plot_hypervolume(curves, out_dir / "search_comparison.png")
+    return [
+        "",
+        "## The searches of this folder",
+        "",
+        "Every search saved here, scored between the same bounds (the best and the worst plus "
+        "10% of all their candidates), so their hypervolumes compare; the curves are the "
+        "hypervolume beyond the baseline.",
+        "",
+        markdown_table(
+            ["Search", "Evaluations", "Hypervolume", "Beyond the baseline", "Dominate it"],
+            rows,
+        ),
+        "",
+        f"![hypervolume beyond the baseline per search]({plot.name})",
+    ]
+
+
 def _final_section(outcome: SearchOutcome) -> list[str]:
     if outcome.unmet:
         return ["", "## No candidate meets the constraints", "", outcome.unmet + "."]
@@ -205,6 +240,7 @@ def write_search_report(outcome: SearchOutcome, title: str) -> Path:
     lines += _phase1_section(outcome)
     lines += _generations_section(outcome, out_dir)
     lines += _front_section(outcome, out_dir)
+    lines += _comparison_section(outcome, out_dir)
     lines += _final_section(outcome)
     path = out_dir / "search.md"
     write_text(path, "\n".join(lines) + "\n")
