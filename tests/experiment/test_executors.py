@@ -249,7 +249,9 @@ def test_a_parallel_sweep_killed_with_sigkill_resumes_where_it_stopped(tmp_path,
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_worker_killed_mid_run_is_replaced_and_its_runs_retried(tmp_path, tiny_config, capsys):
-    tiny_config["teacher"]["train"]["epochs"] = 10
+    # long enough that the teacher is still training when the workers are killed (with 10
+    # epochs it could finish first on a quiet machine, and nothing would be in flight)
+    tiny_config["teacher"]["train"]["epochs"] = 60
     config = parse_experiment(tiny_config)
     outcome = {}
     sweep = threading.Thread(
@@ -265,7 +267,8 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_runs_retried(tmp_path, tiny
     victims = [pid for pid in _descendants(os.getpid()) if b"forkserver" in _cmdline(pid)]
     workers = [pid for pid in victims if _parent(pid) in victims]
     assert workers, "no pool worker found"
-    os.kill(workers[0], signal.SIGKILL)
+    for pid in workers:  # the busy one among them, whichever it is
+        os.kill(pid, signal.SIGKILL)
     sweep.join(240)
     done = outcome["done"]
     assert not done.failures and len(done.records) == 5

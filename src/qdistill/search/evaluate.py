@@ -59,6 +59,7 @@ class CandidateEvaluator:
         # drift; reference_latency_ms is its latency at the last such timing
         self.reference: Measured | None = None
         self.reference_latency_ms: float | None = None
+        self._checkpoints: dict[str, Path] = {}
 
     def evaluate(self, entries: list[Entry]) -> list[Measured]:
         """The measured values of every entry, in order (duplicates measured once)."""
@@ -68,10 +69,11 @@ class CandidateEvaluator:
             e.student.name: tuple(r.run_id for r in runs if r.group == e.student.name)
             for e in unique
         }
-        pending = [e for e in unique if not self._measured(",".join(run_ids[e.student.name]))]
+        keys = {name: ",".join(ids) for name, ids in run_ids.items()}  # Measured.key
+        pending = [e for e in unique if not self._measured(keys[e.student.name])]
         if pending:
             self._train_and_measure(pending, run_ids)
-        return [self.ledger.measured[",".join(run_ids[e.student.name])] for e in entries]
+        return [self.ledger.measured[keys[e.student.name]] for e in entries]
 
     def _measured(self, key: str) -> bool:
         """Whether the candidate of ``key`` is measured in every objective (one added to
@@ -140,9 +142,12 @@ class CandidateEvaluator:
         }
 
     def _checkpoint(self, measured: Measured) -> Path:
-        (record,) = [
-            r
-            for r in ResultsStore(self.out_dir / "results.jsonl").latest()
-            if r.run_id == measured.run_ids[0]
-        ]
-        return self.out_dir / record.checkpoint
+        """The checkpoint of ``measured``'s first run (read from the store once)."""
+        if measured.key not in self._checkpoints:
+            (record,) = [
+                r
+                for r in ResultsStore(self.out_dir / "results.jsonl").latest()
+                if r.run_id == measured.run_ids[0]
+            ]
+            self._checkpoints[measured.key] = self.out_dir / record.checkpoint
+        return self._checkpoints[measured.key]
