@@ -66,6 +66,9 @@ def test_listing_commands(monkeypatch, capsys):
     assert code == 0 and "kl_mlp_teacher" in out and "small_cnn" in out
     code, out, _ = run_cli(monkeypatch, capsys, "datasets")
     assert code == 0 and "fashion_mnist" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "spaces")
+    assert code == 0 and "flex_cnn" in out and "conv: depth [1, 2, 3]" in out
+    assert "cifar_resnet" in out and "depth: [8, 14, 20]" in out
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Experiment commands: ``run``, ``search`` and ``demo``."""
+"""Experiment commands: ``run``, ``search``, ``spaces`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -151,6 +151,20 @@ def search(
             f"{outcome.unmet}; relax a constraint or widen the space (measured candidates are "
             f"kept in {out_dir / 'search'})"
         )
+
+
+@app.command()
+def spaces() -> None:
+    """List the registered search spaces (for a search's ``space:``) and what they vary."""
+    from qdistill.search import SPACES
+
+    for name in SPACES.names():
+        space = SPACES.get(name)
+        layers = [
+            f"{option}: depth {r.depth}, widths {r.widths}" for option, r in space.layers.items()
+        ]
+        choices = [f"{option}: {values}" for option, values in space.choices.items()]
+        console.print(f"{name:<14} model {space.model}; " + "; ".join(layers + choices))
 
 
 @app.command()
