@@ -43,11 +43,12 @@ def _candidate_table(outcome: SearchOutcome, items: list[Measured]) -> str:
     extra = [k for k in REPORTED if k not in names and all(k in m.values for m in items)]
     headers = ["Candidate", "Architecture and recipe", *(o.label for o in outcome.objectives)]
     rows = []
+    same = shared_settings(outcome)
     for m in items:
         tag = " (baseline)" if m.name == outcome.baseline.name else ""
         tag += " (chosen)" if outcome.chosen and m.name == outcome.chosen.name else ""
         values = [_fmt(m.values[n]) for n in [*names, *extra]]
-        rows.append([m.name + tag, describe(m, shared_settings(outcome)), *values])
+        rows.append([m.name + tag, describe(m, same), *values])
     return markdown_table([*headers, *extra], rows)
 
 
@@ -142,7 +143,8 @@ def _front_plots(outcome: SearchOutcome, out_dir: Path) -> list[Path]:
 
 def _front_section(outcome: SearchOutcome, out_dir: Path) -> list[str]:
     generations = outcome.ledger.generations
-    front = [outcome.by_name[n] for n in (generations[-1].front if generations else ())]
+    by_name = outcome.by_name
+    front = [by_name[n] for n in (generations[-1].front if generations else ())]
     front.sort(key=lambda m: outcome.scores(m)[0])
     shown = front[:SHOWN] + ([] if outcome.baseline in front else [outcome.baseline])
     better = dominating_baseline(outcome)
