@@ -256,8 +256,8 @@ def test_integer_formats_refuse_models_with_float_leftovers(tmp_path):
     class Recurrent(nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = nn.LSTM(8, 16, batch_first=True)
-            self.head = nn.Linear(16, 4)
+            self.lstm = nn.LSTM(8, 16, batch_first=True, proj_size=12)  # not unpacked
+            self.head = nn.Linear(12, 4)
 
         def forward(self, x):
             return self.head(self.lstm(x)[0][:, -1])
@@ -376,3 +376,20 @@ def test_linears_on_token_sequences_export_quantized_and_verified(tmp_path, fmt)
     if fmt == "onnx-qdq":
         inputs = [x for n in proto.graph.node if n.op_type == "MatMul" for x in n.input]
         assert sum(".input_dq" in x or "_dq" in x for x in inputs) >= 3
+
+
+@pytest.mark.parametrize("fmt", ["onnx-qdq", "qonnx"])
+@pytest.mark.parametrize("bits", ["w8a8", "w4a4"])
+def test_attention_and_recurrent_models_export_quantized_and_verified(tmp_path, fmt, bits):
+    from sequence_models import SequenceClassifier
+
+    torch.manual_seed(0)
+    x = torch.randn(32, 4, 6)  # the export unrolls the recurrent layers over 4 steps
+    model = quantize(SequenceClassifier().eval(), bits, strict=True)
+    calibrate(model, [x])
+    report = export_model(model.eval(), tmp_path / "seq.onnx", fmt, x)
+    assert report.passed and report.comparison.max_abs_diff < 1e-4, report.summary()
+    assert len(report.layers) == 12 and set(report.layers.values()) == {bits}
+    proto = onnx.load(str(tmp_path / "seq.onnx"))
+    float_weights = [i.name for i in proto.graph.initializer if i.name.endswith(".weight")]
+    assert float_weights == []  # every projection's weight went through its quantizer

@@ -224,10 +224,10 @@ def test_integer_bias_lies_on_the_accumulator_grid():
 class _Recurrent(nn.Module):
     def __init__(self):
         super().__init__()
-        self.lstm = nn.LSTM(8, 16, batch_first=True)
-        self.norm = nn.LayerNorm(16)
-        self.scale = nn.Parameter(torch.ones(16))  # a raw parameter in the computation
-        self.head = nn.Linear(16, 4)
+        self.lstm = nn.LSTM(8, 16, batch_first=True, proj_size=12)  # not unpacked
+        self.norm = nn.LayerNorm(12)
+        self.scale = nn.Parameter(torch.ones(12))  # a raw parameter in the computation
+        self.head = nn.Linear(12, 4)
 
     def forward(self, x):
         return self.head(self.norm(self.lstm(x)[0][:, -1]) * self.scale)
@@ -242,7 +242,7 @@ def test_parameters_no_rule_can_quantize_are_named_loudly_or_refused():
     assert unquantized_parameters(model)[0] == "scale"
     with pytest.raises(ConfigError, match=r"stay float.*strict=True"):
         quantize(_Recurrent(), "w8a8", strict=True)
-    attention = nn.MultiheadAttention(16, 2)
+    attention = nn.MultiheadAttention(16, 2, add_bias_kv=True)  # not unpacked
     with pytest.warns(UnquantizedWarning, match=r"in_proj_weight.*out_proj.weight"):
         quantize(_Attention(attention), "w8a8")
     plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import io
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,68 @@ def export_float(model: nn.Module, sample: torch.Tensor, opset: int = OPSET) -> 
         ) from None
     proto = program.model_proto
     proto.ir_version = min(proto.ir_version, RUNTIME_IR_VERSION)
+    fold_constant_arithmetic(proto, parameters=model.state_dict().keys())
     return proto
+
+
+def fold_constant_arithmetic(
+    proto: onnx.ModelProto,
+    parameters: Collection[str] = (),
+    static_shapes: dict[str, list[int]] | None = None,
+) -> None:
+    """Replace, in place, every node computed from constants alone (the exporter's index
+    and shape arithmetic: a sliced gate's bounds, a reshape's target) by its value as an
+    initializer; with ``static_shapes`` (tensor -> fixed shape) also every Shape of such
+    a tensor and what is computed from it. Initializers named in ``parameters`` are not
+    constants: nothing computed from a weight is folded (that is why the exporter's own
+    optimizer, which folds BatchNorm into weights, stays off). Without this a recurrent
+    layer unrolled over its steps leaves hundreds of such nodes, and qonnx's cleanup,
+    which folds one per pass over the whole graph, takes minutes."""
+    from onnx.reference import ReferenceEvaluator
+
+    graph = proto.graph
+    outputs = {o.name for o in graph.output}
+    constants = {i.name for i in graph.initializer if i.name not in set(parameters)}
+    initializers = {i.name: i for i in graph.initializer}
+    computed: dict[str, np.ndarray] = {}
+    shapes = static_shapes or {}
+    kept = []
+    for node in graph.node:
+        foldable = node.op_type == "Constant" or (
+            node.input and all(name in constants for name in node.input if name)
+        )
+        shape_known = node.op_type == "Shape" and node.input[0] in shapes
+        if (
+            not (foldable or shape_known)
+            or node.domain not in ("", "ai.onnx")
+            or outputs & set(node.output)
+        ):
+            kept.append(node)
+            continue
+        if shape_known:
+            feeds = {node.input[0]: np.zeros(shapes[node.input[0]], np.float32)}
+        else:
+            feeds = {
+                name: computed[name]
+                if name in computed
+                else numpy_helper.to_array(initializers[name])
+                for name in node.input
+                if name
+            }
+        results = ReferenceEvaluator(node).run(None, feeds)
+        computed.update(zip(node.output, results, strict=True))
+        constants.update(node.output)
+    used = {name for node in kept for name in node.input} | outputs
+    del graph.node[:]
+    graph.node.extend(kept)
+    remaining = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(remaining)
+    graph.initializer.extend(
+        numpy_helper.from_array(np.asarray(value), name)
+        for name, value in computed.items()
+        if name in used
+    )
 
 
 Slot = tuple[onnx.NodeProto, int]  # a node and one of its input positions

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qdistill.export.graph import RUNTIME_IR_VERSION, GraphEditor
+from qdistill.export.graph import RUNTIME_IR_VERSION, GraphEditor, fold_constant_arithmetic
 from qdistill.export.layers import ExportLayer, TensorQuant, channel_shape
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -109,10 +109,22 @@ def cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
     """qonnx's cleanup (shape inference, constant folding that keeps Quant nodes), batch 1."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
 
     with runtime_ir_for_qonnx():
-        wrapper = ModelWrapper(proto).transform(ChangeBatchSize(1))
+        wrapper = ModelWrapper(proto).transform(ChangeBatchSize(1)).transform(InferShapes())
+        fold_constant_arithmetic(wrapper.model, static_shapes=static_shapes(wrapper.model))
         cleaned = cleanup_model(wrapper).model
     cleaned.ir_version = min(cleaned.ir_version, RUNTIME_IR_VERSION)
     return cleaned
+
+
+def static_shapes(proto: onnx.ModelProto) -> dict[str, list[int]]:
+    """The tensors whose inferred shape is fully fixed (every dimension a number)."""
+    shapes = {}
+    for info in [*proto.graph.input, *proto.graph.value_info]:
+        dims = info.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[info.name] = [d.dim_value for d in dims]
+    return shapes

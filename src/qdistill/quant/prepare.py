@@ -20,11 +20,33 @@ from qdistill.quant.modules import (
 )
 from qdistill.quant.plan import QuantPlan
 from qdistill.quant.spec import LayerQuantSpec
+from qdistill.quant.unpacked import unpack_layers
+
+
+def float_layer_type(module: nn.Module) -> type[nn.Module] | None:
+    """The layer type qdistill quantizes ``module`` as: its own type, or the Linear/conv
+    type it subclasses without changing the computation (e.g. an attention block's
+    ``out_proj``); None when qdistill cannot quantize it."""
+    for cls in type(module).__mro__:
+        if cls in QUANT_LAYER_FOR or cls in QUANT_POOLING_FOR:
+            return cls if type(module).forward is cls.forward else None
+    return None
 
 
 def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every layer type qdistill can quantize, in module order."""
-    return [(n, m) for n, m in model.named_modules() if type(m) in QUANT_LAYER_FOR]
+    """(name, module) of every layer type qdistill can quantize, in module order.
+    quantize() first unpacks attention and LSTM/GRU layers into Linears (see
+    :func:`qdistill.quant.unpacked.unpack_layers`); this lists the model as given."""
+    return [
+        (n, m) for n, m in _outside_fused_attention(model) if float_layer_type(m) in QUANT_LAYER_FOR
+    ]
+
+
+def _outside_fused_attention(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """named_modules() without the children of nn.MultiheadAttention layers: its fused
+    forward reads their weights directly, so quantizing them would change nothing."""
+    fused = [f"{n}." for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    return [(n, m) for n, m in model.named_modules() if not n.startswith(tuple(fused))]
 
 
 # Per-channel scale and shift of normalisation and activation layers: folded into the
@@ -39,9 +61,9 @@ def unquantized_parameters(model: nn.Module) -> list[str]:
     listed (see KEPT_FLOAT)."""
     covering = [
         name
-        for name, module in model.named_modules()
+        for name, module in _outside_fused_attention(model)
         if isinstance(module, (QuantLayer, QuantPooling, *KEPT_FLOAT))
-        or type(module) in QUANT_LAYER_FOR
+        or float_layer_type(module) in QUANT_LAYER_FOR
     ]
     prefixes = tuple(f"{name}." for name in covering if name)
     if "" in covering:
@@ -64,6 +86,8 @@ def quantize(
     folded into the preceding layer first (use on a trained float model). The
     result trains like any module (QAT) or can be calibrated (PTQ); activation
     ranges need calibration or a first training batch before evaluation.
+    Attention (nn.MultiheadAttention), nn.LSTM and nn.GRU layers are first rebuilt from
+    Linears computing the same function, which are then quantized like any other.
     Parameters of layers qdistill cannot quantize (see :func:`unquantized_parameters`)
     stay float with an UnquantizedWarning naming them, or a ConfigError with ``strict``.
     """
@@ -74,18 +98,24 @@ def quantize(
         model = copy.deepcopy(model)
     if fold_bn:
         fold_batchnorm(model)
+    model = unpack_layers(model)
     layers = quantizable_layers(model)
     if not layers:
         raise ConfigError(
             "model has no Linear, Conv1d, Conv2d or ConvTranspose2d layer to quantize"
         )
-    poolings = [(n, m) for n, m in model.named_modules() if type(m) in QUANT_POOLING_FOR]
+    poolings = [
+        (n, m)
+        for n, m in _outside_fused_attention(model)
+        if float_layer_type(m) in QUANT_POOLING_FOR
+    ]
     assignment = plan.assign([name for name, _ in layers], [name for name, _ in poolings])
     for name, module in layers + [p for p in poolings if assignment.get(p[0]) is not None]:
         spec = assignment[name]
         if spec is None or not (spec.weight or spec.act):
             continue
-        factory = QUANT_LAYER_FOR.get(type(module)) or QUANT_POOLING_FOR[type(module)]
+        kind = float_layer_type(module)
+        factory = QUANT_LAYER_FOR.get(kind) or QUANT_POOLING_FOR[kind]
         quantized = factory.from_float(module, spec)
         if not name:  # the model is a single layer
             return quantized

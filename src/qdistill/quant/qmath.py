@@ -116,5 +116,7 @@ def bias_scale(
 
 
 def bias_codes(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int32 codes of a bias on the accumulator grid: round(b / (s_x * s_w))."""
-    return torch.round(bias.float() / scale).to(torch.int32)
+    """int32 codes of a bias on the accumulator grid: round(b / (s_x * s_w)), saturated
+    to the int32 range as an accumulator register would be (never wrapped)."""
+    info = torch.iinfo(torch.int32)
+    return torch.round(bias.double() / scale.double()).clamp(info.min, info.max).to(torch.int32)

@@ -13,6 +13,7 @@ training or calibrating and frozen in eval mode.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Literal, NamedTuple
 
 import torch
@@ -97,6 +98,7 @@ class FakeQuantizer(nn.Module):
         # the accumulator grid s_x * s_w built from these.
         self.last_scale: torch.Tensor | None = None
         self._mse_cache: tuple[tuple[int, int], torch.Tensor] | None = None
+        self._collected: list[torch.Tensor] | None = None  # see observe_once()
         self.register_load_state_dict_post_hook(lambda module, _keys: module._sync_from_buffers())
 
     # -- state ---------------------------------------------------------------------------
@@ -217,8 +219,29 @@ class FakeQuantizer(nn.Module):
             scale, zero_point, self.q_min, self.q_max, self.axis, self.binary, self.spec.half_up
         )
 
+    @contextmanager
+    def observe_once(self):
+        """Within the block, the inputs this quantizer would observe are collected and then
+        observed as one batch: a layer applied at every step of a sequence (a recurrent
+        layer's hidden-state projection) measures the range of the whole sequence, not an
+        EMA over steps dragged towards the zero initial state. Without a range yet and
+        fake quantization on, the first input must set one, so it is observed at once."""
+        if not self._should_observe() or (self.fake_quant_enabled and not self._initialized):
+            yield
+            return
+        self._collected = []
+        try:
+            yield
+            collected = self._collected
+        finally:
+            self._collected = None
+        if collected:
+            self._observe(torch.cat([x.reshape(-1) for x in collected]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._should_observe():
+        if self._collected is not None and self._should_observe():
+            self._collected.append(x.detach())
+        elif self._should_observe():
             self._observe(x)
         elif self.learned and not self._initialized:
             self._init_learned_weight(x)

@@ -151,7 +151,16 @@ class LayerQuantSpec:
 
     @property
     def integer_bias(self) -> bool:
-        return self.bias == "int32" and self.weight is not None and self.act is not None
+        """Whether the bias is rounded to the INT32 accumulator grid. Not for 16-bit
+        weights with 16-bit inputs: their products need a 64-bit accumulator, and a bias
+        on the grid s_x * s_w of two 16-bit scales overflows int32 (a bias of 0.1 is ~1e9
+        codes), so such layers keep a float bias."""
+        return (
+            self.bias == "int32"
+            and self.weight is not None
+            and self.act is not None
+            and min(self.weight.bits, self.act.bits) <= 8
+        )
 
     @property
     def short(self) -> str:
