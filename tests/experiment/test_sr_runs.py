@@ -123,6 +123,34 @@ def test_super_resolution_experiment_end_to_end(tmp_path):
     assert by_name["qkd"].temperature is None and "PSNR-RGB" not in report
     effects = report.split("## Paired comparisons")[1]
     assert "| mini-kd | w4a4 | 0.2 |" in effects and "| T |" not in effects
+    _per_image_checks(by_name, report)
+
+
+def _per_image_checks(by_name, report):
+    """Each test image's PSNR/SSIM, for every run and bicubic, averaging to the set mean;
+    the report's per-image tables give differences to bicubic and the teacher."""
+    test_images = ["chelsea", "rocket", "sklearn:flower", "camera"]
+    teacher, ptq = by_name["teacher"].metrics, by_name["ptq-w8a8"].metrics
+    for key in ("test_psnr_y", "test_ssim_y", "bicubic_test_psnr_y"):
+        values = [ptq[f"{key}@{image}"] for image in test_images]
+        assert sum(values) / len(values) == pytest.approx(ptq[key], abs=1e-9)
+    section = report.split("## Quality per test image")[1].split("\n## ")[0]
+    assert "### PSNR-Y (dB)" in section and "### SSIM-Y" in section
+    image, bicubic = "camera", ptq["bicubic_test_psnr_y@camera"]
+    own, float_value = ptq["test_psnr_y@camera"], teacher["test_psnr_y@camera"]
+    row = next(line for line in section.splitlines() if line.startswith(f"| {image} |"))
+    assert f"{own:.2f} ({own - bicubic:+.2f} / {own - float_value:+.2f})" in row
+    assert f"| {bicubic:.2f} |" in row
+
+
+def test_the_picture_crop_is_where_the_image_has_detail():
+    from qdistill.data.images import detailed_window
+
+    image = torch.full((1, 3, 200, 300), 0.5)
+    image[..., 120:160, 40:90] = torch.rand(3, 40, 50)  # texture in a flat picture
+    top, left = detailed_window(image, 64)
+    assert top <= 120 and top + 64 >= 160 and left <= 40 and left + 64 >= 90 - 8
+    assert detailed_window(image[..., :50, :60], 64) == (0, 0)  # smaller than the crop
 
 
 def test_model_and_loss_must_fit_the_task(tmp_path):

@@ -393,3 +393,45 @@ def test_attention_and_recurrent_models_export_quantized_and_verified(tmp_path, 
     proto = onnx.load(str(tmp_path / "seq.onnx"))
     float_weights = [i.name for i in proto.graph.initializer if i.name.endswith(".weight")]
     assert float_weights == []  # every projection's weight went through its quantizer
+
+
+def test_float_parameters_only_added_do_not_block_integer_exports(tmp_path):
+    class Embedded(nn.Module):  # a position embedding, as in a ViT
+        def __init__(self, multiply=False):
+            super().__init__()
+            self.embed, self.head = nn.Linear(8, 8), nn.Linear(8, 3)
+            self.position = nn.Parameter(torch.randn(5, 8))
+            self.multiply = multiply
+
+        def forward(self, x):
+            h = self.embed(x)
+            h = h * self.position if self.multiply else h + self.position
+            return self.head(h.mean(1))
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 5, 8)
+    for multiply in (False, True):
+        with pytest.warns(UserWarning, match="position"):  # quantize() names it either way
+            model = quantize(Embedded(multiply), "w8a8")
+        calibrate(model, [x])
+        path = tmp_path / f"m{multiply}.onnx"
+        if multiply:
+            with pytest.raises(ExportError, match=r"would claim integer.*position"):
+                export_model(model.eval(), path, "onnx-qdq", x)
+        else:
+            assert export_model(model.eval(), path, "onnx-qdq", x).passed
+
+
+@pytest.mark.parametrize("fmt", ["onnx-qdq", "qonnx"])
+def test_a_vision_transformer_exports_quantized_and_verified(tmp_path, fmt):
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(32, 16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    x = torch.rand(8, 3, 32, 32)
+    with pytest.warns(UserWarning, match="class_token, encoder.pos_embedding"):  # added: float
+        quantized = quantize(model.eval(), "w8a8")
+    calibrate(quantized, [x])
+    report = export_model(quantized.eval(), tmp_path / "vit.onnx", fmt, x)
+    assert report.passed and report.comparison.agreement == 1.0
+    assert "encoder.layers.encoder_layer_0.self_attention.q_proj" in report.layers

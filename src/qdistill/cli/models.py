@@ -177,9 +177,12 @@ def evaluate(
     from qdistill.experiment.commands import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, key_values(data_option, "--data-option"))
+    width = max(len(key) for key in result)  # per-image keys: test_psnr_y@<image>
     for key, value in result.items():
         console.print(
-            f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}"
+            f"{key:>{width}}: {value:.4f}"
+            if isinstance(value, float)
+            else f"{key:>{width}}: {value}"
         )
 
 

@@ -124,6 +124,24 @@ def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[..., top : top + size, left : left + size]
 
 
+def detailed_window(image: torch.Tensor, size: int, stride: int = 8) -> tuple[int, int]:
+    """(top, left) of the ``size`` x ``size`` window of ``image`` (C, H, W or N, C, H, W,
+    float) with the most detail: the largest mean absolute gradient, searched every
+    ``stride`` pixels. A centre crop of a photo can be sky; differences between models
+    show where there are edges and texture."""
+    grey = image.reshape(-1, *image.shape[-2:]).float().mean(0)
+    height, width = grey.shape
+    if height <= size and width <= size:
+        return 0, 0
+    detail = torch.zeros_like(grey)
+    detail[:, 1:] += (grey[:, 1:] - grey[:, :-1]).abs()
+    detail[1:, :] += (grey[1:, :] - grey[:-1, :]).abs()
+    window = (min(size, height), min(size, width))
+    sums = F.avg_pool2d(detail[None, None], window, stride=stride)[0, 0]
+    index = int(sums.argmax())
+    return (index // sums.shape[1]) * stride, (index % sums.shape[1]) * stride
+
+
 def bicubic_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resampling of float (N, C, H, W) images in [0, 1], antialiased when
     shrinking (like MATLAB's imresize), clamped to [0, 1]."""

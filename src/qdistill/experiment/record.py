@@ -19,6 +19,7 @@ from qdistill.quant import QuantPlan
 from qdistill.quant.half import HalfPlan
 from qdistill.quant.sensitivity import Allocation
 from qdistill.tasks import TASKS
+from qdistill.tasks.base import metric_of
 
 SCHEMA_VERSION = 2
 
@@ -100,7 +101,7 @@ class RunRecord:
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        unknown = set(self.metrics) - TASKS.get(self.task).metric_keys
+        unknown = {metric_of(k) for k in self.metrics} - TASKS.get(self.task).metric_keys
         if unknown:
             raise ValueError(f"{sorted(unknown)} are not metrics of task {self.task}")
 

@@ -152,12 +152,6 @@ def export_model(
     if fmt != "onnx" and not quantized:
         raise ExportError(f"format {fmt} needs a quantized model; quantize it first or use onnx")
     left_float = unquantized_parameters(model) if fmt != "onnx" else []
-    if left_float:
-        raise ExportError(
-            f"format {fmt} would claim integer arithmetic, but {', '.join(left_float[:4])}"
-            f"{' and more' if len(left_float) > 4 else ''} compute in float (layers qdistill "
-            "cannot quantize); export 'onnx', or replace those layers"
-        )
     writable_file(path)
     started = time.perf_counter()
     model = model.eval()
@@ -168,6 +162,7 @@ def export_model(
     if fmt == "finn":
         check_finn_supported(layers)
     proto = export_float(shadow, trace_batch(sample_inputs))
+    _refuse_float_products(proto, left_float, fmt)
     layer_outputs = layer_output_tensors(
         proto, [layer.name for layer in layers if not layer.pooling]
     )
@@ -202,6 +197,48 @@ def export_model(
         divergences=divergences,
     )
     return _write(proto, Path(path), report, write_report, on_mismatch)
+
+
+# Ops that multiply their inputs (an integer format computes these in integers), and ops
+# that only move or reshape values on the way there.
+PRODUCTS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "Mul", "LSTM", "GRU", "RNN"}
+PASS_THROUGH = {
+    *("Transpose", "Reshape", "Cast", "Unsqueeze", "Squeeze", "Expand", "Identity"),
+    *("Concat", "Slice", "Split", "Gather"),
+}
+
+
+def _refuse_float_products(proto: onnx.ModelProto, left_float: list[str], fmt: str) -> None:
+    """Refuse an integer format when a parameter no quantizer covers is multiplied in the
+    graph (an LSTM with projections, a raw weight in a matmul); parameters only added or
+    concatenated (a ViT's class token and position embedding, like a LayerNorm's shift)
+    stay float between the quantized layers, as in every integer runtime."""
+    consumed = {name for node in proto.graph.node for name in node.input}
+    # a parameter the graph does not read under its own name cannot be shown to be added
+    multiplied = [n for n in left_float if n not in consumed or _reaches_product(proto, n)]
+    if multiplied:
+        raise ExportError(
+            f"format {fmt} would claim integer arithmetic, but {', '.join(multiplied[:4])}"
+            f"{' and more' if len(multiplied) > 4 else ''} compute in float (layers qdistill "
+            "cannot quantize); export 'onnx', or replace those layers"
+        )
+
+
+def _reaches_product(proto: onnx.ModelProto, tensor: str) -> bool:
+    """Whether ``tensor`` is an input of a product op, directly or through ops that only
+    move its values."""
+    frontier, seen = [tensor], set()
+    while frontier:
+        name = frontier.pop()
+        seen.add(name)
+        for node in proto.graph.node:
+            if name not in node.input:
+                continue
+            if node.op_type in PRODUCTS:
+                return True
+            if node.op_type in PASS_THROUGH:
+                frontier += [out for out in node.output if out not in seen]
+    return False
 
 
 def saved_export(path: str | Path, stamp: str) -> ExportReport | None:

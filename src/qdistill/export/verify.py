@@ -136,6 +136,10 @@ def run_qonnx(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
 
     wrapper = ModelWrapper(onnx.ModelProto.FromString(model.SerializeToString()))
     wrapper = wrapper.transform(ChangeBatchSize(len(inputs))).transform(InferShapes())
+    if len(inputs) > 1 and not wrapper.check_all_tensor_shapes_specified():
+        # a tensor of the file's batch (1) folded into a constant (a ViT's class token
+        # expanded to the batch): run the file as written, one sample at a time
+        return np.concatenate([run_qonnx(model, inputs[i : i + 1]) for i in range(len(inputs))])
     name = wrapper.graph.input[0].name
     with runtime_ir_for_qonnx():
         outputs = execute_onnx(wrapper, {name: inputs})

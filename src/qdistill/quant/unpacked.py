@@ -44,6 +44,12 @@ def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | N
 class UnpackedMultiheadAttention(nn.Module):
     """nn.MultiheadAttention with its four projections as nn.Linear layers."""
 
+    # What nn.TransformerEncoderLayer reads before choosing its fused fast path: no
+    # packed projection, so it calls this module like any attention.
+    _qkv_same_embed_dim = False
+    in_proj_weight = None
+    in_proj_bias = None
+
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         super().__init__()
         if not can_unpack_attention(attention):
@@ -126,7 +132,7 @@ def can_unpack_attention(attention: nn.MultiheadAttention) -> bool:
     return attention.bias_k is None and not attention.add_zero_attn
 
 
-_GATES = {"LSTM": 4, "GRU": 3}
+_RECURRENT_MODES = ("LSTM", "GRU")  # nn.RNN (tanh/ReLU) is left float, and named
 
 
 class UnpackedRecurrent(nn.Module):
@@ -229,7 +235,7 @@ def _map_state(state, function):
 
 
 def can_unpack_recurrent(recurrent: nn.Module) -> bool:
-    return recurrent.mode in _GATES and not getattr(recurrent, "proj_size", 0)
+    return recurrent.mode in _RECURRENT_MODES and not getattr(recurrent, "proj_size", 0)
 
 
 def unpack_layers(model: nn.Module) -> nn.Module:

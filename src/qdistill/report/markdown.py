@@ -15,6 +15,7 @@ from qdistill.report.benchmark import write_benchmark_report
 from qdistill.report.comparison_sections import grid_sections, paired_section, pivot_section
 from qdistill.report.deployment import benchmark_section, export_section
 from qdistill.report.hardware_section import hardware_section
+from qdistill.report.per_image import per_image_section
 from qdistill.report.plots import plot_picture_grid, plot_quality_vs_bits
 from qdistill.report.references import references_section
 from qdistill.report.results import results_rows, task_of
@@ -64,7 +65,12 @@ def _pictures_section(records: list[RunRecord], task: type[Task], out_dir: Path)
     if not panels:
         return []
     grid = plot_picture_grid(panels, out_dir / "picture_grid.png")
-    return ["", "## Pictures (centre crop of the first test image)", "", f"![grid]({grid.name})"]
+    return [
+        "",
+        "## Pictures (the most detailed crop of the first test image)",
+        "",
+        f"![grid]({grid.name})",
+    ]
 
 
 def _chain(stages: list, value) -> str:
@@ -159,10 +165,13 @@ def write_report(
     lines = _header(records, title, description)
     lines += _results_section(records, task)
     lines += references_section(records, references or [], task.headline)
+    lines += per_image_section(rows, task)
     if records:
         lines += _pictures_section(records, task, out_dir)
     lines += sensitivity_sections(records)
-    plot = plot_quality_vs_bits(rows, out_dir / "quality_vs_bits.png", task.headline)
+    plot = plot_quality_vs_bits(
+        rows, out_dir / "quality_vs_bits.png", task.headline, task.baselines
+    )
     if plot is not None:
         lines += ["", "## Quality versus bit width", "", f"![quality vs bits]({plot.name})"]
     lines += pivot_section(rows, task.headline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 
 from qdistill.report.comparisons import Grid, sweeps_kd
 from qdistill.report.summary import SummaryRow
-from qdistill.tasks import Metric, Panel
+from qdistill.tasks import Baseline, Metric, Panel
 
 
 def _bits_label(row: SummaryRow) -> str:
@@ -20,8 +21,11 @@ def _bits_label(row: SummaryRow) -> str:
     return f"W{w}A{a}"
 
 
-def plot_quality_vs_bits(rows: list[SummaryRow], path: Path, metric: Metric) -> Path | None:
-    """Metric of each student group across its bit settings; the teacher as a line.
+def plot_quality_vs_bits(
+    rows: list[SummaryRow], path: Path, metric: Metric, baselines: Sequence[Baseline] = ()
+) -> Path | None:
+    """Metric of each student group across its bit settings; the teacher and the task's
+    baselines (e.g. bicubic upscaling) as lines.
 
     Returns None when no quantized group has a uniform bit width to plot.
     """
@@ -59,6 +63,11 @@ def plot_quality_vs_bits(rows: list[SummaryRow], path: Path, metric: Metric) -> 
             linestyle="--",
             label=f"float teacher ({teacher.model})",
         )
+    for baseline in baselines:
+        key = baseline.prefix + metric.key
+        source = next((r for r in rows if key in r.metrics), None)
+        if source is not None:
+            ax.axhline(source.metrics[key].mean, color="black", linestyle=":", label=baseline.name)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("bit width (weights / activations)")
     ax.set_ylabel(metric.label)

@@ -207,7 +207,9 @@ def _final_section(outcome: SearchOutcome) -> list[str]:
     rows = []
     for record in outcome.final.records:
         if record.group in ("baseline", "chosen"):
-            tests = sorted((k, v) for k, v in record.metrics.items() if k.startswith("test_"))
+            tests = sorted(
+                (k, v) for k, v in record.metrics.items() if k.startswith("test_") and "@" not in k
+            )
             metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in tests)
             row = [record.name, str(record.seed), record.recipe, f"{record.params:,}", metrics]
             rows.append(row)

@@ -60,6 +60,8 @@ class Task(Protocol):
     quality: ClassVar[tuple[Metric, ...]]  # test metrics of the results table
     console: ClassVar[tuple[str, ...]]  # metric keys the terminal table keeps
     per_run: ClassVar[tuple[Metric, ...]]  # metrics of the report's per-run table
+    # test metrics also recorded per test image, as "<key>@<image>" (baselines' too)
+    per_image: ClassVar[tuple[Metric, ...]]
     baselines: ClassVar[tuple[Baseline, ...]]
     metric_keys: ClassVar[frozenset[str]]  # every metric a run of this task records
     unit: ClassVar[str]  # printed after headline values
@@ -134,3 +136,13 @@ def make_task(
     ``device`` in batches of ``batch_size``; ``lpips_weights`` feed perceptual metrics
     where the task has them."""
     return TASKS.get(data.task)(data, device, batch_size, lpips_weights=lpips_weights)
+
+
+def per_item_key(key: str, item: str) -> str:
+    """The metric ``key`` of one test item (an image): ``<key>@<item>``."""
+    return f"{key}@{item}"
+
+
+def metric_of(key: str) -> str:
+    """The metric a (possibly per-item) key records: ``test_psnr_y@camera`` -> ``test_psnr_y``."""
+    return key.split("@", 1)[0]

@@ -75,6 +75,7 @@ class ClassificationTask:
         Metric("test_acc", "Test acc."),
     )
     baselines = ()
+    per_image = ()
     metric_keys = frozenset(
         {f"{split}_{kind}" for split in SPLITS for kind in ("acc", "loss")} | {integer.key}
     )

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from qdistill.data import Augmentation
-from qdistill.data.images import bicubic_resize, center_crop
+from qdistill.data.images import bicubic_resize, detailed_window
 from qdistill.data.sr import SRData
 from qdistill.distill.losses import pixel_loss
 from qdistill.errors import ConfigError
 from qdistill.metrics import fidelity, haarpsi, lpips_metric
 from qdistill.quant import convert
-from qdistill.tasks.base import TASKS, Baseline, Metric, Panel, sample_path
+from qdistill.tasks.base import TASKS, Baseline, Metric, Panel, per_item_key, sample_path
 from qdistill.train import TrainConfig
 from qdistill.train.loop import LossFn
 
@@ -49,6 +49,7 @@ class SuperResolutionTask:
         Metric("test_psnr_y", "Test PSNR-Y"),
     )
     baselines = (BICUBIC,)
+    per_image = (headline, Metric("test_ssim_y", "SSIM-Y", 4))
     metric_keys = frozenset(
         ["val_psnr_y", integer.key, *(m.key for m in quality)]
         + [f"{BICUBIC.prefix}{m.key}" for m in quality]
@@ -103,6 +104,8 @@ class SuperResolutionTask:
             model.train(was_training)
 
     def _scores(self, outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], prefix: str, full):
+        """Mean metrics over the split's images; ``full`` (the test split) adds the
+        perceptual metrics and each image's ``per_image`` metrics."""
         rgb = self.data.channels == "rgb"
         rows = []
         for prediction, target in outputs:
@@ -112,7 +115,16 @@ class SuperResolutionTask:
                 if self.lpips.available:
                     row["lpips"] = self.lpips(prediction, target)
             rows.append(row)
-        return {f"{prefix}_{key}": sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+        scores = {f"{prefix}_{key}": sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+        if full:
+            names = [pair.name for pair in self.data.split(prefix)]
+            for metric in self.per_image:
+                key = metric.key.removeprefix(f"{prefix}_")
+                scores |= {
+                    per_item_key(metric.key, name): row[key]
+                    for name, row in zip(names, rows, strict=True)
+                }
+        return scores
 
     def _pairs(self, split: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(LR, HR) float tensors of a split, converted once (validation runs every epoch)."""
@@ -169,12 +181,21 @@ class SuperResolutionTask:
         nearest = torch.nn.functional.interpolate(lr, size=size, mode="nearest")
         images = (nearest, bicubic_resize(lr, size), hr)
         for name, image in zip(REFERENCE_PICTURES, images, strict=True):
-            save_png(center_crop(image, SAMPLE_CROP), folder / f"{name}.png")
+            save_png(self._sample_crop(image), folder / f"{name}.png")
 
     def save_sample(self, model: nn.Module, path: Path) -> None:
         """Write the model's output for a crop of the first test image as a PNG."""
         lr, _ = self._pairs("test")[0]
-        save_png(center_crop(self.upscale(model, lr), SAMPLE_CROP), path)
+        save_png(self._sample_crop(self.upscale(model, lr)), path)
+
+    @cached_property
+    def _sample_window(self) -> tuple[int, int]:
+        """(top, left) of the picture-grid crop: the first test image's most detailed."""
+        return detailed_window(self._pairs("test")[0][1], SAMPLE_CROP)
+
+    def _sample_crop(self, image: torch.Tensor) -> torch.Tensor:
+        top, left = self._sample_window
+        return image[..., top : top + SAMPLE_CROP, left : left + SAMPLE_CROP]
 
     @classmethod
     def describe_data(cls, data: Mapping[str, Any]) -> list[str]:
