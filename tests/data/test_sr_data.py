@@ -164,5 +164,15 @@ def test_a_test_folder_alone_evaluates_a_model_trained_on_other_patches(folders,
     options = {"test": str(test), "scale": 2, "channels": "y"}
     result = evaluate_checkpoint(path, "sr_folder", options)  # no train folder, 16x20 LR image
     assert result["dataset"] == data.name and result["test_psnr_y"] > 0
-    with pytest.raises(ConfigError, match=r"expects channels \(1,\) but dataset .* gives \(3,\)"):
+    assert result["test_psnr_y@baby"] == result["test_psnr_y"]  # one image: its own mean
+    assert "bicubic_test_ssim_y@baby" in result
+    with pytest.raises(ConfigError, match=r"gives \(3,\); read it with --data-option channels=y"):
         evaluate_checkpoint(path, "sr_folder", {**options, "channels": "rgb"})
+    from typer.testing import CliRunner
+
+    from qdistill.cli import app
+
+    args = ["evaluate", str(path), "--data", "sr_folder"]
+    args += [f"--data-option={k}={v}" for k, v in options.items()]
+    output = CliRunner().invoke(app, args, env={"COLUMNS": "160"}).output
+    assert "Per test image" in output and "baby" in output

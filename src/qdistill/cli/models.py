@@ -177,13 +177,27 @@ def evaluate(
     from qdistill.experiment.commands import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, key_values(data_option, "--data-option"))
-    width = max(len(key) for key in result)  # per-image keys: test_psnr_y@<image>
     for key, value in result.items():
-        console.print(
-            f"{key:>{width}}: {value:.4f}"
-            if isinstance(value, float)
-            else f"{key:>{width}}: {value}"
-        )
+        if "@" not in key:  # per-image values (test_psnr_y@<image>) go to a table
+            console.print(
+                f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}"
+            )
+    per_image = {key: value for key, value in result.items() if "@" in key}
+    if per_image:
+        console.print(_per_image_table(per_image))
+
+
+def _per_image_table(per_image: dict[str, float]):
+    """Image rows, one column per metric recorded per image (``<key>@<image>``)."""
+    from rich.table import Table
+
+    keys = list(dict.fromkeys(key.split("@", 1)[0] for key in per_image))
+    images = list(dict.fromkeys(key.split("@", 1)[1] for key in per_image))
+    table = Table("image", *keys, title="Per test image")
+    for image in images:
+        values = (per_image.get(f"{key}@{image}") for key in keys)
+        table.add_row(image, *("" if v is None else f"{v:.4f}" for v in values))
+    return table
 
 
 @app.command()

@@ -197,9 +197,11 @@ def evaluate_checkpoint(
     compared = 1 if task.kind == "super_resolution" else len(expected)
     if expected[:compared] != tuple(data.input_shape)[:compared]:
         what = "channels" if compared == 1 else "inputs"
+        hint = f"; read it with --data-option channels={'y' if expected[0] == 1 else 'rgb'}"
         raise ConfigError(
             f"{checkpoint} expects {what} {expected[:compared]} but dataset "
             f"{data.name!r} gives {tuple(data.input_shape)[:compared]}"
+            + (hint if compared == 1 else "")
         )
     result: dict[str, Any] = {"model": metadata["model"], "dataset": data.name}
     result.update(task.evaluate(model))
