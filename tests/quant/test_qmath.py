@@ -83,3 +83,10 @@ def test_codes_match_pytorch_fake_quant_bitwise():
     codes = quantize_codes(x, scale, zp, 0, 15)
     fq = torch.fake_quantize_per_tensor_affine(x, scale, zp, 0, 15)
     assert torch.equal(dequantize_codes(codes, scale, zp), fq)
+
+
+def test_bias_codes_saturate_instead_of_wrapping():
+    from qdistill.quant.qmath import bias_codes
+
+    codes = bias_codes(torch.tensor([0.3, -0.3, 1e-3]), torch.tensor(1e-10))
+    assert codes.tolist() == [2**31 - 128, -(2**31 - 128), 10_000_000]

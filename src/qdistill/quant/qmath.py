@@ -118,5 +118,5 @@ def bias_scale(
 def bias_codes(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """int32 codes of a bias on the accumulator grid: round(b / (s_x * s_w)), saturated
     to the int32 range as an accumulator register would be (never wrapped)."""
-    info = torch.iinfo(torch.int32)
-    return torch.round(bias.double() / scale.double()).clamp(info.min, info.max).to(torch.int32)
+    limit = 2**31 - 128  # the largest float32 below 2**31 (which would wrap in int32)
+    return torch.round(bias.float() / scale).clamp_(-limit, limit).to(torch.int32)
