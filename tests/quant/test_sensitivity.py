@@ -45,6 +45,26 @@ def test_one_score_per_stage_most_sensitive_first(tiny_sr):
     assert layers == ["feature_extraction.0", "body.0", "upsampling.0"]
 
 
+def test_attention_and_recurrent_projections_are_probed_layer_by_layer():
+    from sequence_models import SequenceClassifier
+
+    torch.manual_seed(0)
+    model = SequenceClassifier().eval()
+    x = torch.randn(16, 5, 6)
+    units = sensitivity_units(model, "layers")
+    assert units[:5] == ["embed", "attention.q_proj", "attention.k_proj", "attention.v_proj",
+                         "attention.out_proj"]  # fmt: skip
+    assert "gru.cells.l0.hh" in units and len(units) == 12
+    _, scores = measure_sensitivity(
+        model, "w2a2", _fidelity_score(model, x), [x], granularity="layers"
+    )
+    by_unit = {s.unit: s for s in scores}
+    assert (
+        by_unit["attention.q_proj"].params == 16 * 16 + 16 and by_unit["attention.q_proj"].drop > 0
+    )
+    assert isinstance(model.attention, torch.nn.MultiheadAttention)  # the model is untouched
+
+
 def test_allocation_respects_the_budget_and_ranks_by_drop(tiny_sr):
     from qdistill.quant.sensitivity import Sensitivity
 

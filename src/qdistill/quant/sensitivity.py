@@ -21,6 +21,7 @@ from qdistill.quant.calibrate import calibrate
 from qdistill.quant.plan import QuantPlan
 from qdistill.quant.prepare import quantizable_layers, quantize
 from qdistill.quant.size import model_size
+from qdistill.quant.unpacked import unpack_layers
 
 Granularity = Literal["stages", "layers"]
 Score = Callable[[nn.Module], float]
@@ -82,10 +83,19 @@ def _in_unit(layer: str, unit: str) -> bool:
     return layer == unit or layer.startswith(f"{unit}.")
 
 
+def _layers_quantize_sees(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every layer quantize() quantizes: attention and LSTM/GRU layers
+    rebuilt from Linears (on a copy), so their projections are units of their own."""
+    return quantizable_layers(unpack_layers(copy.deepcopy(model)))
+
+
 def sensitivity_units(model: nn.Module, granularity: Granularity = "stages") -> list[str]:
     """The units to probe: the model's ``stages`` (or its top-level children) that hold
     quantizable layers, or every quantizable layer."""
-    layer_names = [name for name, _ in quantizable_layers(model)]
+    return _units(model, [name for name, _ in _layers_quantize_sees(model)], granularity)
+
+
+def _units(model: nn.Module, layer_names: list[str], granularity: Granularity) -> list[str]:
     if granularity == "layers":
         return layer_names
     if granularity != "stages":
@@ -94,9 +104,9 @@ def sensitivity_units(model: nn.Module, granularity: Granularity = "stages") -> 
     return [s for s in stages if any(_in_unit(n, s) for n in layer_names)]
 
 
-def _unit_params(model: nn.Module, unit: str) -> tuple[int, int]:
-    layers = [m for n, m in quantizable_layers(model) if n == unit or n.startswith(f"{unit}.")]
-    return len(layers), sum(p.numel() for m in layers for p in m.parameters())
+def _unit_params(layers: list[tuple[str, nn.Module]], unit: str) -> tuple[int, int]:
+    inside = [m for n, m in layers if _in_unit(n, unit)]
+    return len(inside), sum(p.numel() for m in inside for p in m.parameters())
 
 
 def measure_sensitivity(
@@ -115,13 +125,14 @@ def measure_sensitivity(
     if baseline is None:
         baseline = score(model)
     results = []
-    for unit in sensitivity_units(model, granularity):
+    layers = _layers_quantize_sees(model)
+    for unit in _units(model, [name for name, _ in layers], granularity):
         probe = quantize(copy.deepcopy(model), {unit: bits})
         calibrate(probe, calibration, calibration_batches)
         value = score(probe)
         drop = baseline - value if higher_is_better else value - baseline
-        layers, params = _unit_params(model, unit)
-        results.append(Sensitivity(unit, layers, params, value, drop))
+        count, params = _unit_params(layers, unit)
+        results.append(Sensitivity(unit, count, params, value, drop))
     if not results:
         raise ConfigError("the model has no quantizable layer to probe")
     return baseline, sorted(results, key=lambda s: s.drop, reverse=True)
