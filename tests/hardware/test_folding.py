@@ -3,6 +3,7 @@
 import pytest
 
 from qdistill.errors import ConfigError
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.folding import (
     apply_user_folding,
     fastest_folding,
@@ -12,7 +13,7 @@ from qdistill.hardware.folding import (
     total_resources,
     unfolded,
 )
-from qdistill.hardware.units import Fold, MatrixVector, Pool, Resources, SlidingWindow
+from qdistill.hardware.units import Fold, Pool, Resources, SlidingWindow
 
 
 def mvau(name, mw=64, mh=64, bits=4, pixels=1):

@@ -3,8 +3,9 @@
 import pytest
 
 from qdistill.errors import ConfigError
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.hls4ml_view import hls4ml_layer, hls4ml_view, valid_reuse_factor
-from qdistill.hardware.units import MatrixVector, Padding
+from qdistill.hardware.units import Padding
 
 
 def unit(bits=4, mw=64, mh=64, pixels=1):

@@ -2,11 +2,11 @@
 
 import pytest
 
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.units import (
     Elementwise,
     Fold,
     GlobalPool,
-    MatrixVector,
     Padding,
     Pool,
     SlidingWindow,

@@ -10,7 +10,7 @@ import math
 import torch
 
 from qdistill.hardware.depthwise import VectorVector
-from qdistill.hardware.units import MatrixVector
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.quant.modules import QuantConvTranspose2d, QuantLayer
 from qdistill.quant.qmath import quantize_codes
 

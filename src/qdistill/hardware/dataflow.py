@@ -33,6 +33,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from qdistill.hardware.compute import matrix_vector_unit, vector_vector_unit
 from qdistill.hardware.concat import Concat
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.stream import (
     DataflowError,
     Stream,
@@ -49,7 +50,6 @@ from qdistill.hardware.stream import (
 from qdistill.hardware.units import (
     FLOAT_BITS,
     Elementwise,
-    MatrixVector,
     SlidingWindow,
     StreamReshape,
     Thresholding,

@@ -13,12 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from qdistill.hardware.dot_product import DotProductUnit
 from qdistill.hardware.units import (
     MVAU_LUT_BASE,
     MVAU_LUT_PER_PE,
     Fold,
     Resources,
-    Unit,
     bram18_for_memory,
 )
 
@@ -27,23 +27,21 @@ LUTRAM_MAX_DEPTH = 128
 
 
 @dataclass
-class VectorVector(Unit):
-    """FINN VVAU: one K x K dot product per channel and output pixel; thresholds absorbed
-    when the output is quantized (``output_bits``), else it outputs the accumulator.
-    ``window`` names the depthwise sliding window feeding it ("" for a 1x1 kernel)."""
+class VectorVector(DotProductUnit):
+    """FINN VVAU: one K x K dot product per channel and output pixel. ``window`` names
+    the depthwise sliding window feeding it ("" for a 1x1 kernel)."""
 
     kernel: tuple[int, int] = (3, 3)
-    weight_bits: int = 8
-    input_bits: int = 8
-    input_signed: bool = False
-    acc_bits: int = 32
-    output_bits: int | None = None
     window: str = ""
     kind: ClassVar[str] = "vvau"
 
     @property
     def window_size(self) -> int:
         return self.kernel[0] * self.kernel[1]
+
+    @property
+    def dot_length(self) -> int:
+        return self.window_size
 
     def fold_limits(self) -> dict[str, int]:
         return {"pe": self.channels, "simd": self.window_size}
@@ -55,13 +53,6 @@ class VectorVector(Unit):
         """(depth, width) of the weight memory (FINN's WMEM and PE x SIMD x W)."""
         depth = self.window_size * self.channels // fold.pe // fold.simd
         return depth, fold.pe * fold.simd * self.weight_bits
-
-    def lut_acc_bits(self) -> int:
-        """The smaller of the weight-derived accumulator width and the data-type bound
-        (arXiv:2301.13376), as FINN's LUT model takes it."""
-        w, a = self.weight_bits, self.input_bits
-        alpha = math.log2(self.window_size) + w + a - 1 - int(self.input_signed)
-        return min(self.acc_bits, math.ceil(alpha + math.log2(1 + 2**-alpha) + 1))
 
     def resources(self, fold: Fold) -> Resources:
         w, a, pe, simd = self.weight_bits, self.input_bits, fold.pe, fold.simd
@@ -86,17 +77,6 @@ class VectorVector(Unit):
         return bram18_for_memory(depth, width, widths=(4, 8, 16, 32))
 
     def flip_flops(self, fold: Fold) -> int:
-        """qdistill's register count: each parallel channel's window (K x K x A), the
-        weight word (PE x SIMD x W), one stage of products, accumulators and outputs."""
-        w, a, pe, simd = self.weight_bits, self.input_bits, fold.pe, fold.simd
-        out_bits = self.output_bits or self.acc_bits
-        window = pe * self.window_size * a
-        return window + pe * simd * (2 * w + a) + pe * (self.lut_acc_bits() + out_bits)
-
-    @property
-    def thresholds(self) -> int:
-        return 2**self.output_bits - 1 if self.output_bits else 0
-
-    @property
-    def stream_bits(self) -> int:
-        return self.output_bits or self.acc_bits
+        """qdistill's register count: each parallel channel's window (K x K x A) and the
+        datapath."""
+        return fold.pe * self.window_size * self.input_bits + self.datapath_flip_flops(fold)

@@ -10,6 +10,7 @@ from torch import nn
 
 from qdistill.errors import ConfigError
 from qdistill.hardware.dataflow import DataflowError, dataflow_units
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.folding import (
     Folding,
     apply_user_folding,
@@ -20,7 +21,7 @@ from qdistill.hardware.folding import (
     unfolded,
     uniform_folding,
 )
-from qdistill.hardware.units import MVAU_WWIDTH_MAX, Fold, MatrixVector, Resources, Unit
+from qdistill.hardware.units import MVAU_WWIDTH_MAX, Fold, Resources, Unit
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ import yaml
 from qdistill.bounded_yaml import load_yaml
 from qdistill.errors import ConfigError
 from qdistill.hardware.depthwise import VectorVector
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.units import (
     AP_INT_MAX_WIDTH,
     MVAU_WWIDTH_MAX,
     Fold,
-    MatrixVector,
     Pool,
     Resources,
     SlidingWindow,

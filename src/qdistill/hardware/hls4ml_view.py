@@ -15,7 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from qdistill.errors import ConfigError
-from qdistill.hardware.units import MatrixVector, Unit, divisors
+from qdistill.hardware.dot_product import MatrixVector
+from qdistill.hardware.units import Unit, divisors
 
 DSP_WEIGHT_BITS = 9  # hls4ml: weights from 9 bits up multiply in DSPs
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from qdistill.errors import ConfigError
 from qdistill.hardware.depthwise import VectorVector
+from qdistill.hardware.dot_product import MatrixVector
 from qdistill.hardware.units import (
     GlobalPool,
-    MatrixVector,
     Padding,
     Pool,
     SlidingWindow,
