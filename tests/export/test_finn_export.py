@@ -25,7 +25,7 @@ def ops(proto):
 
 def test_mlp_zero_points_are_scalars(tmp_path):
     report, proto = exported(tmp_path, mlp("w2a2"))
-    assert report.passed and report.comparison.max_abs_diff == 0
+    assert report.passed and report.comparison.max_abs_diff < 1e-6  # summation order varies by CPU
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Quant":
@@ -34,7 +34,7 @@ def test_mlp_zero_points_are_scalars(tmp_path):
 
 def test_lenet_quantizes_before_max_pool_and_drops_zero_biases(tmp_path):
     report, proto = exported(tmp_path, lenet())
-    assert report.passed and report.comparison.max_abs_diff == 0
+    assert report.passed and report.comparison.max_abs_diff < 1e-6  # summation order varies by CPU
     order = ops(proto)
     assert "Expand" not in order and "CastLike" not in order
     pool = order.index("MaxPool")
