@@ -86,6 +86,16 @@ def test_float_onnx_export_of_plain_and_quantized_models(tmp_path, digits_inputs
         )
 
 
+def test_float_export_holds_no_arithmetic_on_constants(tmp_path, digits_inputs):
+    # A convolution without bias was given a zero bias computed at run time from the
+    # weight's shape and the input's type: onnxruntime then fused no BatchNorm into it.
+    model = build_model("small_cnn", (1, 8, 8), 10).eval()
+    export_model(model, tmp_path / "f.onnx", "onnx", digits_inputs[1])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "f.onnx")).graph.node]
+    assert not {"Expand", "CastLike", "Cast"} & set(ops) and ops.count("BatchNormalization") == 3
+    assert "BatchNormalization" not in _runtime_ops(tmp_path / "f.onnx")
+
+
 def test_onnx_qdq_refuses_widths_it_cannot_hold(tmp_path, digits_inputs):
     model = prepared("small_cnn", {"*": "w8a8", "features.1.0": "w2a8"}, digits_inputs)
     with pytest.raises(ExportError, match=r"layer 'features.1.0' has 2-bit weights.*qonnx"):

@@ -3,8 +3,7 @@
 finn-plus's qonnx_to_finn / streamlining accept a narrower QONNX than the format allows.
 Each rewrite below keeps the computed function exactly:
 - an all-zero zero point is written as the scalar 0 (FINN tests ``zero_point == 0``);
-- a bias-free convolution loses the run-time zero bias the exporter builds
-  (CastLike / Expand of a zero constant);
+- a bias-free convolution loses the all-zero bias the exporter gives it;
 - a per-tensor Quant moves above MaxPool, Reshape, Flatten, Transpose and DepthToSpace
   (they commute with a monotone element-wise quantizer), so thresholds sit right after
   the activation that FINN absorbs them into;
@@ -85,36 +84,12 @@ def _scalar_zero_points(editor: GraphEditor) -> None:
 
 
 def _drop_zero_biases(editor: GraphEditor) -> None:
-    producers = _producers(editor)
-    dead: list[onnx.NodeProto] = []
     for node in editor.graph.node:
-        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3:
             continue
-        expand = producers.get(node.input[2])
-        if expand is None or expand.op_type != "Expand":
-            continue
-        cast = producers.get(expand.input[0])
-        value = (
-            _constant(editor, cast.input[0])
-            if cast is not None and cast.op_type == "CastLike"
-            else None
-        )
-        if value is None or np.any(value):
-            continue
-        if node.op_type == "Gemm":
-            continue  # Gemm's C input is optional only as an empty name; leave it
-        del node.input[2]
-        dead += [expand, cast]
-    _remove_unused(editor, dead)
-
-
-def _remove_unused(editor: GraphEditor, candidates: list[onnx.NodeProto]) -> None:
-    for node in candidates:
-        used = {x for n in editor.graph.node for x in n.input} | {
-            o.name for o in editor.graph.output
-        }
-        if node in editor.graph.node and not any(out in used for out in node.output):
-            editor.graph.node.remove(node)
+        value = _constant(editor, node.input[2])
+        if value is not None and not np.any(value):
+            del node.input[2]
 
 
 def _quant_before_commuting_ops(editor: GraphEditor) -> None:

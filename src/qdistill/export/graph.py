@@ -93,46 +93,38 @@ def fold_constant_arithmetic(
     static_shapes: dict[str, list[int]] | None = None,
 ) -> None:
     """Replace, in place, every node computed from constants alone (the exporter's index
-    and shape arithmetic: a sliced gate's bounds, a reshape's target) by its value as an
-    initializer; with ``static_shapes`` (tensor -> fixed shape) also every Shape of such
-    a tensor and what is computed from it. Initializers named in ``parameters`` are not
-    constants: nothing computed from a weight is folded (that is why the exporter's own
+    and shape arithmetic: a sliced gate's bounds, a reshape's target, the zero bias it
+    builds for a convolution without one from the weight's shape and the input's type)
+    by its value as an initializer. Shapes of initializers and, with ``static_shapes``
+    (tensor -> fixed shape), of those tensors count as constants, as does a CastLike to
+    a tensor of known type. Initializers named in ``parameters`` are not constants:
+    nothing computed from a weight's values is folded (that is why the exporter's own
     optimizer, which folds BatchNorm into weights, stays off). Without this a recurrent
     layer unrolled over its steps leaves hundreds of such nodes, and qonnx's cleanup,
-    which folds one per pass over the whole graph, takes minutes."""
-    from onnx.reference import ReferenceEvaluator
-
+    which folds one per pass over the whole graph, takes minutes; and onnxruntime fuses
+    no BatchNorm into a convolution whose bias is computed."""
     graph = proto.graph
     outputs = {o.name for o in graph.output}
     constants = {i.name for i in graph.initializer if i.name not in set(parameters)}
     initializers = {i.name: i for i in graph.initializer}
+    shapes = {i.name: list(i.dims) for i in graph.initializer} | (static_shapes or {})
+    types = _element_types(proto)
     computed: dict[str, np.ndarray] = {}
-    shapes = static_shapes or {}
+
+    def value(name: str) -> np.ndarray:
+        return computed[name] if name in computed else numpy_helper.to_array(initializers[name])
+
     kept = []
     for node in graph.node:
-        foldable = node.op_type == "Constant" or (
-            node.input and all(name in constants for name in node.input if name)
+        folded = (
+            None
+            if node.domain not in ("", "ai.onnx") or outputs & set(node.output)
+            else _fold(node, constants, shapes, types, value)
         )
-        shape_known = node.op_type == "Shape" and node.input[0] in shapes
-        if (
-            not (foldable or shape_known)
-            or node.domain not in ("", "ai.onnx")
-            or outputs & set(node.output)
-        ):
+        if folded is None:
             kept.append(node)
             continue
-        if shape_known:
-            feeds = {node.input[0]: np.zeros(shapes[node.input[0]], np.float32)}
-        else:
-            feeds = {
-                name: computed[name]
-                if name in computed
-                else numpy_helper.to_array(initializers[name])
-                for name in node.input
-                if name
-            }
-        results = ReferenceEvaluator(node).run(None, feeds)
-        computed.update(zip(node.output, results, strict=True))
+        computed.update(zip(node.output, folded, strict=True))
         constants.update(node.output)
     used = {name for node in kept for name in node.input} | outputs
     del graph.node[:]
@@ -145,6 +137,36 @@ def fold_constant_arithmetic(
         for name, value in computed.items()
         if name in used
     )
+
+
+def _element_types(proto: onnx.ModelProto) -> dict[str, int]:
+    """ONNX element type of every tensor whose type the graph declares or implies."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+    except Exception:  # a graph shape inference cannot type: fold without types
+        inferred = proto.graph
+    infos = [*inferred.input, *inferred.value_info, *inferred.output]
+    types = {info.name: info.type.tensor_type.elem_type for info in infos}
+    types.update({i.name: i.data_type for i in proto.graph.initializer})
+    return {name: kind for name, kind in types.items() if kind}
+
+
+def _fold(node, constants, shapes, types, value) -> list[np.ndarray] | None:
+    """The outputs of ``node`` when they follow from constants alone, else None."""
+    from onnx.reference import ReferenceEvaluator
+
+    if node.op_type == "Shape" and node.input[0] in shapes:
+        feeds = {node.input[0]: np.zeros(shapes[node.input[0]], np.float32)}
+    elif node.op_type == "CastLike" and node.input[0] in constants and node.input[1] in types:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types[node.input[1]])
+        return [np.asarray(value(node.input[0])).astype(dtype)]
+    elif node.op_type == "Constant" or (
+        node.input and all(name in constants for name in node.input if name)
+    ):
+        feeds = {name: value(name) for name in node.input if name}
+    else:
+        return None
+    return ReferenceEvaluator(node).run(None, feeds)
 
 
 Slot = tuple[onnx.NodeProto, int]  # a node and one of its input positions
