@@ -27,7 +27,7 @@ def test_only_a_rule_naming_the_pooling_quantizes_its_input(pooled):
     assert isinstance(pooled.pool[0], QuantAdaptiveAvgPool2d)
     plain = quantize(build_model("small_cnn", (1, 8, 8), 10), "w4a4")
     assert type(plain.pool[0]) is torch.nn.AdaptiveAvgPool2d  # a wildcard does not
-    with pytest.raises(ConfigError, match=r"average poolings \(pool.0\) take a rule naming"):
+    with pytest.raises(ConfigError, match=r"average poolings \(pool.0\) take @pooling or a rule"):
         quantize(build_model("small_cnn", (1, 8, 8), 10), {"*": "w4a4", "pool": "a4"})
     with pytest.raises(ConfigError, match="names an average pooling, which has no weights"):
         quantize(build_model("small_cnn", (1, 8, 8), 10), {"*": "w4a4", "pool.0": "w4a4"})
@@ -76,3 +76,35 @@ def test_the_dataflow_estimate_maps_a_quantized_global_pool(pooled):
     unpooled(torch.randn(8, 1, 8, 8))
     with pytest.raises(DataflowError, match=r"add a plan rule naming it, e.g. \{'pool.0': 'a8'\}"):
         dataflow_units(unpooled.eval(), (1, 8, 8))
+
+
+def test_the_pooling_selector_quantizes_every_average_pooling():
+    plan = {"*": "w8a8", "@pooling": "a8"}
+    model = quantize(build_model("small_cnn", (1, 8, 8), 10), plan)
+    assert isinstance(model.pool[0], QuantAdaptiveAvgPool2d)
+    assert model.pool[0].input_quantizer.spec.bits == 8
+    exact = quantize(build_model("small_cnn", (1, 8, 8), 10), {**plan, "pool.0": "a4"})
+    assert exact.pool[0].input_quantizer.spec.bits == 4  # a rule naming it wins
+    with pytest.raises(ConfigError, match="no average pooling for @pooling"):
+        quantize(build_model("mlp", (1, 8, 8), 10), plan)
+    with pytest.raises(ConfigError, match="names an average pooling, which has no weights"):
+        quantize(build_model("small_cnn", (1, 8, 8), 10), {"*": "w8a8", "@pooling": "w8a8"})
+
+
+def test_onnxruntime_runs_integer_kernels_through_a_quantized_global_pooling(digits, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    kernels = {}
+    for label, plan in (("float head", "w8a8"), ("pooled", {"*": "w8a8", "@pooling": "a8"})):
+        torch.manual_seed(0)
+        model = quantize(build_model("small_cnn", (1, 8, 8), 10), plan, fold_bn=True)
+        calibrate(model, [digits.train.x[:128]])
+        path = tmp_path / "model.onnx"
+        report = export_model(model.eval(), path, "onnx-qdq", digits.test.x[:32])
+        assert report.passed and bool(report.hints) == (label == "float head")
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        kernels[label] = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    assert "FusedConv" in kernels["float head"]  # the last convolution runs in float (hinted)
+    assert "QLinearGlobalAveragePool" in kernels["pooled"]
+    assert not {"Conv", "FusedConv", "ReduceMean", "DequantizeLinear"} & set(kernels["pooled"])

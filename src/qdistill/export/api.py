@@ -38,6 +38,7 @@ from qdistill.export.verify import (
 from qdistill.paths import writable_file, write_atomically, write_text
 from qdistill.quant import is_quantized, unquantized_parameters
 from qdistill.quant.half import is_half
+from qdistill.quant.modules import QuantPooling
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ExportReport:
     misses: list[str] = dataclasses.field(default_factory=list)
     # with misses: each quantized layer's output in the file against PyTorch's
     divergences: list[LayerDivergence] = dataclasses.field(default_factory=list)
+    # where the target runtime will compute in float what the model could run in integers
+    hints: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -92,6 +95,7 @@ class ExportReport:
         if c.psnr_db is not None:
             parts.append(f"PSNR vs PyTorch {c.psnr_db:.1f} dB")
         text = ", ".join(parts) + f" on {c.samples} samples"
+        text += "".join(f"; hint: {hint}" for hint in self.hints)
         if not self.misses:
             return text
         return f"{text}; outside tolerance: {'; '.join(self.misses)}; {self.where_it_diverges()}"
@@ -195,8 +199,24 @@ def export_model(
         stamp=stamp,
         misses=misses,
         divergences=divergences,
+        hints=_float_pooling_hints(model) if fmt == "onnx-qdq" else [],
     )
     return _write(proto, Path(path), report, write_report, on_mismatch)
+
+
+def _float_pooling_hints(model: nn.Module) -> list[str]:
+    pools = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d))
+        and not isinstance(module, QuantPooling)
+    ]
+    if not pools:
+        return []
+    return [
+        f"average pooling {', '.join(pools)} takes float inputs, so onnxruntime runs the "
+        "layer before it in float; quantize through it with the plan rule '@pooling': 'a8'"
+    ]
 
 
 # Ops that multiply their inputs (an integer format computes these in integers), and ops

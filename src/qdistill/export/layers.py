@@ -57,6 +57,7 @@ class ExportLayer:
     bias_codes: np.ndarray | None = None  # int32 bias on the accumulator grid, if integer
     bias_scale: np.ndarray | None = None  # s_x * s_w per output channel (float32)
     pooling: bool = False  # an input-quantized pooling: no weight, found by module path
+    global_pooling: bool = False  # that pooling averages whole feature maps (to 1x1)
 
     @property
     def bias_on_grid(self) -> np.ndarray | None:
@@ -79,8 +80,13 @@ def export_layers(model: nn.Module) -> list[ExportLayer]:
     layers = [_export_layer(name, layer) for name, layer in iter_quant_layers(model)]
     for name, pooling in iter_quant_poolings(model):
         act = TensorQuant.of(pooling.input_quantizer, pooling.input_quantizer.qparams())
-        layers.append(ExportLayer(name, None, act, None, None, pooling=True))
+        whole = isinstance(pooling, nn.AdaptiveAvgPool2d) and _pair(pooling.output_size) == (1, 1)
+        layers.append(ExportLayer(name, None, act, None, None, pooling=True, global_pooling=whole))
     return layers
+
+
+def _pair(size) -> tuple:
+    return tuple(size) if isinstance(size, (tuple, list)) else (size, size)
 
 
 def _export_layer(name: str, layer: QuantLayer) -> ExportLayer:

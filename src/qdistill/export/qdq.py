@@ -130,6 +130,8 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
                 params = _params(editor, f"{stem}_q", layer.act)
                 bounds = _code_range(editor, f"{stem}_q", layer.act)
                 node, index = site.activation
+                if layer.global_pooling:
+                    _as_global_average_pool(editor, node)
                 nodes, restored = _quantize_dequantize(
                     editor, node.input[index], stem, params, bounds
                 )
@@ -138,6 +140,24 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     _requantize_layer_outputs(editor, layer_outputs)
     editor.remove_unused_initializers()
     return proto
+
+
+def _as_global_average_pool(editor: GraphEditor, node: onnx.NodeProto) -> None:
+    """Rewrite the exporter's ReduceMean over H and W (keepdims) of a whole-map average
+    pooling as the GlobalAveragePool it equals: onnxruntime fuses DequantizeLinear ->
+    GlobalAveragePool -> QuantizeLinear into an integer kernel on channels-last tensors,
+    but leaves a ReduceMean float behind a transpose back to channels-first."""
+    if node.op_type != "ReduceMean" or len(node.input) < 2:
+        return
+    axes = editor.initializer(node.input[1])
+    keepdims = [a.i for a in node.attribute if a.name == "keepdims"]
+    if axes is None or keepdims == [0]:
+        return
+    if sorted(onnx.numpy_helper.to_array(axes).reshape(-1).tolist()) not in ([-2, -1], [2, 3]):
+        return
+    node.op_type = "GlobalAveragePool"
+    del node.input[1:]
+    del node.attribute[:]
 
 
 # Ops between two quantized layers that commute with the next layer's input

@@ -5,7 +5,9 @@ A plan maps patterns to specs, e.g. ``{"*": "w4a4", "classifier": "w8a8",
 (``features.*``); a mapping with a ``bits`` key is one spec for all layers
 instead. A pattern without wildcards matches that module and everything
 inside it. ``@first`` and ``@last`` name the first and last quantizable layer in
-module order. When several patterns match a layer, the most specific one wins:
+module order; ``@pooling`` names every average pooling (which no other wildcard
+matches), e.g. ``{"*": "w8a8", "@pooling": "a8"}`` quantizes through the global
+pooling. When several patterns match a layer, the most specific one wins:
 ``@first``/``@last`` first, then the pattern with the most literal characters,
 then the later entry. A pattern that matches no layer is an error (a typo would
 otherwise silently leave layers unquantized).
@@ -22,6 +24,7 @@ from qdistill.errors import ConfigError
 from qdistill.quant.spec import LayerQuantSpec, parse_layer_spec
 
 _POSITIONAL = ("@first", "@last")
+_POOLING = "@pooling"
 _WILDCARDS = "*?["
 
 
@@ -69,9 +72,9 @@ class QuantPlan:
             for pattern, spec in value.items():
                 if not isinstance(pattern, str) or not pattern:
                     raise ConfigError(f"plan pattern {pattern!r} must be a non-empty string")
-                if pattern.startswith("@") and pattern not in _POSITIONAL:
+                if pattern.startswith("@") and pattern not in (*_POSITIONAL, _POOLING):
                     raise ConfigError(
-                        f"plan selector {pattern!r} is unknown; use {' or '.join(_POSITIONAL)}"
+                        f"plan selector {pattern!r} is unknown; use @first, @last or @pooling"
                     )
                 try:
                     rules.append((pattern, parse_layer_spec(spec)))
@@ -87,12 +90,14 @@ class QuantPlan:
         self, layer_names: Sequence[str], pooling_names: Sequence[str] = ()
     ) -> dict[str, LayerQuantSpec | None]:
         """The spec of every layer (None = float); layers no rule matches stay float.
-        ``pooling_names`` (average poolings) are matched only by a rule naming one exactly;
-        they are in the result only when one does."""
+        ``pooling_names`` (average poolings) are matched only by ``@pooling`` or a rule
+        naming one exactly (which wins); they are in the result only when one does."""
         count = len(layer_names)
         used: set[str] = {pattern for pattern, _ in self.rules if pattern in pooling_names}
+        if pooling_names and any(pattern == _POOLING for pattern, _ in self.rules):
+            used.add(_POOLING)
         for pattern, spec in self.rules:
-            if pattern in pooling_names:
+            if pattern in pooling_names or pattern == _POOLING:
                 _check_pooling_spec(pattern, spec)
         assignment: dict[str, LayerQuantSpec | None] = {}
         for index, name in enumerate(layer_names):
@@ -107,16 +112,21 @@ class QuantPlan:
                 if best_key is None or key > best_key:
                     best_key, best_spec = key, spec
             assignment[name] = best_spec
+        for pattern, spec in self.rules:
+            if pattern == _POOLING:
+                assignment.update(dict.fromkeys(pooling_names, spec))
         assignment.update({p: spec for p, spec in self.rules if p in pooling_names})
         unused = [pattern for pattern, _ in self.rules if pattern not in used]
         if unused:
             shown = ", ".join(layer_names[:12]) + (" ..." if count > 12 else "")
             near = [p for p in pooling_names if any(pattern_matches(u, p, 0, 1) for u in unused)]
             hint = (
-                f"; average poolings ({', '.join(near)}) take a rule naming them exactly"
+                f"; average poolings ({', '.join(near)}) take @pooling or a rule naming them"
                 if near
                 else ""
             )
+            hint += "; the model has no average pooling for @pooling" if _POOLING in unused else ""
+
             raise ConfigError(
                 f"plan pattern(s) {unused} match no quantizable layer; layers are: {shown}{hint}"
             )
