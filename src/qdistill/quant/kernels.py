@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 
-def _along(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
+def along(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
     """``param`` shaped to broadcast against ``x`` along ``axis`` (scalar-like if None)."""
     if axis is None or param.numel() == 1:
         return param.reshape([1] * x.dim()) if x.dim() else param.reshape(())
@@ -29,19 +29,31 @@ def _round_(values: torch.Tensor, half_up: bool) -> torch.Tensor:
     return values.add_(0.5).floor_() if half_up else values.round_()
 
 
+def fake_quantize_with_mask(x, scale, zero_point, q_min: int, q_max: int, half_up: bool):
+    """(x_hat, inside): the composed fake quantization of ``x`` (``scale`` and
+    ``zero_point`` shaped to broadcast; zero point None means 0) and 1.0 where its code
+    was not clipped (the straight-through gradient's mask). No autograd."""
+    codes = _round_(x * (1.0 / scale), half_up)
+    if zero_point is not None:
+        codes.add_(zero_point)
+    clipped = codes.clamp(q_min, q_max)
+    inside = codes.eq_(clipped)
+    if zero_point is not None:
+        clipped.sub_(zero_point)
+    return clipped.mul_(scale), inside
+
+
+def fake_quantize_unclipped(x, scale, q_min: int, q_max: int, half_up: bool):
+    """Fake quantization of ``x`` by a scale that covers its range (nothing clips)."""
+    return _round_(x * (1.0 / scale), half_up).clamp_(q_min, q_max).mul_(scale)
+
+
 class _ComposedFakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, q_min: int, q_max: int, half_up: bool):
-        # zero_point None means 0 (symmetric): two passes fewer.
-        codes = _round_(x * (1.0 / scale), half_up)
-        if zero_point is not None:
-            codes.add_(zero_point)
-        clipped = codes.clamp(q_min, q_max)
-        inside = codes.eq_(clipped)  # 1.0 where the code was not clipped
+        values, inside = fake_quantize_with_mask(x, scale, zero_point, q_min, q_max, half_up)
         ctx.save_for_backward(inside)
-        if zero_point is not None:
-            clipped.sub_(zero_point)
-        return clipped.mul_(scale)
+        return values
 
     @staticmethod
     def backward(ctx, grad):
@@ -55,7 +67,7 @@ class _UnclippedFakeQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scale, q_min: int, q_max: int, half_up: bool):
-        return _round_(x * (1.0 / scale), half_up).clamp_(q_min, q_max).mul_(scale)
+        return fake_quantize_unclipped(x, scale, q_min, q_max, half_up)
 
     @staticmethod
     def backward(ctx, grad):
@@ -109,10 +121,10 @@ def fake_quantize(
             return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
         return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, q_min, q_max)
     if covers_range and zero_point is None:
-        return _UnclippedFakeQuant.apply(x, _along(scale, x, axis), q_min, q_max, half_up)
+        return _UnclippedFakeQuant.apply(x, along(scale, x, axis), q_min, q_max, half_up)
     if zero_point is not None:
-        zero_point = _along(zero_point, x, axis).to(x.dtype)
-    return _ComposedFakeQuant.apply(x, _along(scale, x, axis), zero_point, q_min, q_max, half_up)
+        zero_point = along(zero_point, x, axis).to(x.dtype)
+    return _ComposedFakeQuant.apply(x, along(scale, x, axis), zero_point, q_min, q_max, half_up)
 
 
 class _LearnedHalfUpFakeQuant(torch.autograd.Function):
@@ -153,9 +165,9 @@ def learned_fake_quantize_half_up(
 ) -> torch.Tensor:
     """LSQ fake quantization (learned ``scale``) rounding ties towards +inf."""
     return _LearnedHalfUpFakeQuant.apply(
-        x, _along(scale, x, axis), _along(zero_point, x, axis), q_min, q_max, grad_factor
+        x, along(scale, x, axis), along(zero_point, x, axis), q_min, q_max, grad_factor
     )
 
 
 def binary_fake_quantize(x: torch.Tensor, scale: torch.Tensor, axis: int | None) -> torch.Tensor:
-    return BinaryFakeQuant.apply(x, _along(scale, x, axis))
+    return BinaryFakeQuant.apply(x, along(scale, x, axis))

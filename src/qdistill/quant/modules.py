@@ -15,6 +15,7 @@ from torch import nn
 from qdistill.quant.qmath import bias_codes, bias_scale
 from qdistill.quant.quantizer import FakeQuantizer
 from qdistill.quant.spec import LayerQuantSpec
+from qdistill.quant.straight_through import straight_through_applies, straight_through_linear
 
 
 class QuantLayer:
@@ -112,6 +113,8 @@ class QuantLinear(QuantLayer, nn.Linear):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if straight_through_applies(self, x):
+            return straight_through_linear(self, x)
         return F.linear(*self._quantized_operands(x))
 
 

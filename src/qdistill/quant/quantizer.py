@@ -238,21 +238,41 @@ class FakeQuantizer(nn.Module):
         if collected:
             self._observe(torch.cat([x.reshape(-1) for x in collected]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def plain_affine(self) -> bool:
+        """Whether fake quantization is the composed affine one (not a learned scale,
+        binary codes or ties rounded up) with a range observed or computed, not learned."""
+        return not (self.learned or self.spec.bits == 1 or self.spec.half_up)
+
+    @property
+    def covers_range(self) -> bool:
+        """Whether the scale comes from the tensor's own max |x| with zero point 0 (a
+        symmetric min/max weight range): no code is ever clipped."""
+        return self.role == "weight" and self.spec.symmetric and self.spec.range == "minmax"
+
+    def observe(self, x: torch.Tensor) -> None:
+        """The observing part of forward: fold ``x`` into the activation range (or collect
+        it, see observe_once), or start a learned scale from it."""
         if self._collected is not None and self._should_observe():
             self._collected.append(x.detach())
         elif self._should_observe():
             self._observe(x)
         elif self.learned and not self._initialized:
             self._init_learned_weight(x)
-        if not self.fake_quant_enabled:
-            self.last_scale = None
-            return x
+
+    def require_range(self) -> None:
         if self.role == "act" and not self._initialized:
             raise ConfigError(
                 "activation ranges are not set: run qdistill.calibrate(model, batches) or a "
                 "training step before evaluating a quantized model"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.observe(x)
+        if not self.fake_quant_enabled:
+            self.last_scale = None
+            return x
+        self.require_range()
         if self.learned:
             return self._learned_fake_quant(x)
         if self.role == "weight":
@@ -264,7 +284,6 @@ class FakeQuantizer(nn.Module):
             return binary_fake_quantize(x, scale, self.axis)
         if self.spec.symmetric:
             zero_point = None
-        covers = self.role == "weight" and self.spec.symmetric and self.spec.range == "minmax"
         return fake_quantize(
             x,
             scale,
@@ -272,7 +291,7 @@ class FakeQuantizer(nn.Module):
             self.q_min,
             self.q_max,
             self.axis,
-            covers_range=covers,
+            covers_range=self.covers_range,
             half_up=self.spec.half_up,
         )
 
