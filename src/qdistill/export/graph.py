@@ -108,7 +108,8 @@ def fold_constant_arithmetic(
     constants = {i.name for i in graph.initializer if i.name not in set(parameters)}
     initializers = {i.name: i for i in graph.initializer}
     shapes = {i.name: list(i.dims) for i in graph.initializer} | (static_shapes or {})
-    types = _element_types(proto)
+    casts = any(node.op_type == "CastLike" for node in graph.node)
+    types = _element_types(proto) if casts else {}
     computed: dict[str, np.ndarray] = {}
 
     def value(name: str) -> np.ndarray:

@@ -126,7 +126,6 @@ class QuantPlan:
                 else ""
             )
             hint += "; the model has no average pooling for @pooling" if _POOLING in unused else ""
-
             raise ConfigError(
                 f"plan pattern(s) {unused} match no quantizable layer; layers are: {shown}{hint}"
             )

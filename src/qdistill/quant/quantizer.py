@@ -240,8 +240,8 @@ class FakeQuantizer(nn.Module):
 
     @property
     def plain_affine(self) -> bool:
-        """Whether fake quantization is the composed affine one (not a learned scale,
-        binary codes or ties rounded up) with a range observed or computed, not learned."""
+        """Whether fake quantization is the composed affine one: no learned scale, no
+        binary codes, ties rounded to even."""
         return not (self.learned or self.spec.bits == 1 or self.spec.half_up)
 
     @property

@@ -48,6 +48,7 @@ def straight_through_applies(layer, x: torch.Tensor) -> bool:
         and act.fake_quant_enabled
         and weight.fake_quant_enabled
         and act.plain_affine
+        and act.axis is None
         and weight.plain_affine
         and weight.covers_range
     )
