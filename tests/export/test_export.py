@@ -213,6 +213,31 @@ def _runtime_ops(path) -> list[str]:
     return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
 
 
+def test_a_convolution_with_a_float_output_reads_constant_float_weights(tmp_path):
+    # onnxruntime computes it in float either way; from a constant it uses its fast
+    # channels-blocked kernels (behind a DequantizeLinear it did not)
+    torch.manual_seed(0)
+    lr = torch.rand(4, 1, 12, 12)
+    model = quantize(build_model("espcn", (1, 12, 12), 1, act="relu").eval(), "w8a8")
+    calibrate(model, [lr])
+    path = tmp_path / "sr.onnx"
+    report = export_model(model.eval(), path, "onnx-qdq", lr)
+    assert report.passed and report.comparison.max_abs_diff < 1e-6
+    proto = onnx.load(str(path))
+    last = [n for n in proto.graph.node if n.op_type == "Conv"][-1]
+    weights = {i.name: i for i in proto.graph.initializer}
+    assert weights[last.input[1]].data_type == onnx.TensorProto.FLOAT
+    expected = model.upsampling[0].weight_quantizer(model.upsampling[0].weight).detach()
+    assert np.array_equal(numpy_helper.to_array(weights[last.input[1]]), expected.numpy())
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(options.optimized_model_filepath).graph.node
+    assert any(n.op_type == "Conv" and n.domain == "com.microsoft.nchwc" for n in optimized)
+
+
 @pytest.mark.parametrize(
     ("name", "options", "integer_convs"),
     [  # the last convolution's output is the model's (float) output
