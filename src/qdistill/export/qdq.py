@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from qdistill.export.graph import ExportError, GraphEditor
+from qdistill.export.graph import ExportError, GraphEditor, LayerSite
 from qdistill.export.layers import ExportLayer, TensorQuant
 
 # (container bits, signed) -> numpy type of the integer tensors
@@ -136,7 +136,9 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     return proto
 
 
-def _float_operands_for_float_output(editor: GraphEditor, layer: ExportLayer, site) -> None:
+def _float_operands_for_float_output(
+    editor: GraphEditor, layer: ExportLayer, site: LayerSite
+) -> None:
     """Write the weight (and bias) of a convolution whose output no quantizer follows as
     the float values DequantizeLinear would give. onnxruntime has no integer convolution
     with a float output, so it computes such a layer in float either way (on the
