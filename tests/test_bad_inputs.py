@@ -284,6 +284,16 @@ CASES = [
     ("bits-33", lambda w: _run(w, w.student("b33.yaml", bits="w33a8")), "bit width 33"),
     ("bits-word", lambda w: _run(w, w.student("bw.yaml", bits="banana")), "banana"),
     (
+        "plan-selector-unknown",
+        lambda w: _run(w, w.student("ps.yaml", bits={"*": "w8a8", "@poolings": "a8"})),
+        "@poolings",
+    ),
+    (
+        "plan-pooling-absent",
+        lambda w: _run(w, w.student("pa.yaml", bits={"*": "w8a8", "@pooling": "a8"})),
+        "no average pooling for @pooling",
+    ),
+    (
         "method-unknown",
         lambda w: _run(w, w.student("mu.yaml", method="magic")),
         "students.1.method",

@@ -5,6 +5,7 @@ estimate the selected runs."""
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,8 +29,11 @@ from qdistill.experiment.progress import SweepProgress
 from qdistill.experiment.record import RunRecord
 from qdistill.experiment.schedule import RunScheduler, float_models_needed
 from qdistill.experiment.schema import ExperimentConfig
+from qdistill.experiment.stages.quantize import QuantizeStage
 from qdistill.experiment.store import ResultsStore
+from qdistill.models import ModelConfig
 from qdistill.paths import writable_folder, write_text
+from qdistill.quant import quantize
 from qdistill.tasks import Task
 
 
@@ -47,22 +51,43 @@ class ExperimentOutcome:
 
 
 def check_models(runs: list[Run], task: Task) -> None:
-    """Build every run's model on the meta device (no memory), so a bad model option
-    fails before the first run rather than hours into the sweep."""
+    """Build every run's model on the meta device (no memory) and quantize it there with
+    each plan its recipe names, so a bad model option or a plan that fits no layer fails
+    before the first run (and before experiment.json is rewritten), not hours into the
+    sweep."""
     shape, outputs = task.data.input_shape, task.num_outputs
-    for model in {
-        json.dumps(run.model.model_dump(), sort_keys=True, default=str): run.model for run in runs
-    }.values():
-        try:
-            with torch.device("meta"):
-                model.build(shape, outputs)
-        except QdistillError:
-            raise
-        except Exception as err:  # a factory's own check (ValueError, TypeError, ...)
-            raise ConfigError(
-                f"model {model.name} with options {model.options} cannot be built for inputs "
-                f"{list(shape)}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            ) from None
+    models: dict[str, torch.nn.Module] = {}
+    checked: set[tuple[str, str, bool]] = set()
+    for run in runs:
+        key = json.dumps(run.model.model_dump(), sort_keys=True, default=str)
+        if key not in models:
+            models[key] = _meta_model(run.model, shape, outputs)
+        for stage in run.stages:
+            if not isinstance(stage, QuantizeStage) or stage.bits is None:
+                continue
+            plan = (key, repr(stage.bits), stage.fold_bn)
+            if plan in checked:
+                continue
+            checked.add(plan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # float leftovers are reported when it runs
+                try:
+                    quantize(models[key], stage.bits, fold_bn=stage.fold_bn)
+                except ConfigError as err:
+                    raise ConfigError(f"student {run.group}: {err}") from None
+
+
+def _meta_model(model: ModelConfig, shape: tuple[int, ...], outputs: int) -> torch.nn.Module:
+    try:
+        with torch.device("meta"):
+            return model.build(shape, outputs)
+    except QdistillError:
+        raise
+    except Exception as err:  # a factory's own check (ValueError, TypeError, ...)
+        raise ConfigError(
+            f"model {model.name} with options {model.options} cannot be built for inputs "
+            f"{list(shape)}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
 
 
 def write_config(config: ExperimentConfig, out_dir: Path) -> None:
