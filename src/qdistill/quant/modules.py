@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qdistill.quant.qmath import bias_codes, bias_scale
+from qdistill.quant.qmath import bias_on_grid
 from qdistill.quant.quantizer import FakeQuantizer
 from qdistill.quant.spec import LayerQuantSpec
 from qdistill.quant.straight_through import straight_through_applies, straight_through_linear
@@ -60,10 +60,9 @@ class QuantLayer:
             return self.bias
         if self.input_quantizer.last_scale is None or self.weight_quantizer.last_scale is None:
             return self.bias  # quantizers bypassed (calibration of float activations)
-        scale = bias_scale(
-            self.input_quantizer.last_scale, self.weight_quantizer.last_scale, self.bias.numel()
+        on_grid = bias_on_grid(
+            self.bias, self.input_quantizer.last_scale, self.weight_quantizer.last_scale
         )
-        on_grid = bias_codes(self.bias.detach(), scale).float() * scale
         return self.bias + (on_grid - self.bias).detach()
 
     def _quantized_operands(self, x: torch.Tensor):

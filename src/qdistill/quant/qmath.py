@@ -120,3 +120,11 @@ def bias_codes(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     to the int32 range as an accumulator register would be (never wrapped)."""
     limit = 2**31 - 128  # the largest float32 below 2**31 (which would wrap in int32)
     return torch.round(bias.float() / scale).clamp_(-limit, limit).to(torch.int32)
+
+
+def bias_on_grid(
+    bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor
+) -> torch.Tensor:
+    """The float bias an integer layer adds: its int32 codes times s_x * s_w."""
+    scale = bias_scale(input_scale, weight_scale, bias.numel())
+    return bias_codes(bias.detach(), scale).float() * scale

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from qdistill.quant.kernels import along, fake_quantize_unclipped, fake_quantize_with_mask
-from qdistill.quant.qmath import bias_codes, bias_scale
+from qdistill.quant.qmath import bias_on_grid
 
 
 class _StraightThroughLinear(torch.autograd.Function):
@@ -75,7 +75,6 @@ def straight_through_linear(layer, x: torch.Tensor) -> torch.Tensor:
         )
         bias = layer.bias
         if bias is not None and layer.layer_spec.integer_bias:
-            grid = bias_scale(act.scale, w_scale, bias.numel())
-            bias = bias_codes(bias.detach(), grid).float() * grid
+            bias = bias_on_grid(bias, act.scale, w_scale)
     act.last_scale, weight_quantizer.last_scale = act.scale.detach(), w_scale
     return _StraightThroughLinear.apply(x, layer.weight, layer.bias, x_hat, inside, w_hat, bias)
