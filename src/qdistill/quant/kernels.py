@@ -8,10 +8,14 @@ backward here (bench/qat_overhead.py). Both paths give bit-identical results:
 gradient passed where the code was not clipped. With ``half_up`` the codes are
 ``floor(x * (1/s) + 0.5)`` (ties towards +inf, as FINN's thresholds compare); the fused
 kernels only round half to even, so that rounding always takes the composed path.
+A per-tensor scale and zero point of a float32 tensor on the CPU are passed to the
+composed arithmetic as Python numbers (read once with ``.item()``): the same values
+with fewer one-element tensor operations per call.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -29,23 +33,49 @@ def _round_(values: torch.Tensor, half_up: bool) -> torch.Tensor:
     return values.add_(0.5).floor_() if half_up else values.round_()
 
 
+def _reciprocal(scale):
+    """1 / s in float32: a tensor's, or a Python number's as float32 division rounds it."""
+    if isinstance(scale, torch.Tensor):
+        return scale.reciprocal()
+    return float(np.float32(1.0) / np.float32(scale))
+
+
+def host_scalars_apply(x: torch.Tensor, scale: torch.Tensor) -> bool:
+    """Whether ``scale`` (one value) can be read as a Python number for ``x``: float32
+    on the CPU, in eager mode (traced or compiled, ``.item()`` is not a constant)."""
+    return (
+        scale.numel() == 1
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and scale.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def fake_quantize_with_mask(x, scale, zero_point, q_min: int, q_max: int, half_up: bool):
-    """(x_hat, inside): the composed fake quantization of ``x`` (``scale`` and
-    ``zero_point`` shaped to broadcast; zero point None means 0) and 1.0 where its code
-    was not clipped (the straight-through gradient's mask). No autograd."""
-    codes = _round_(x * (1.0 / scale), half_up)
+    """(x_hat, inside): the composed fake quantization of ``x`` and 1.0 where its code
+    was not clipped (the straight-through gradient's mask). No autograd.
+
+    ``scale`` and ``zero_point`` are tensors shaped to broadcast or, per tensor, Python
+    numbers; zero point None means 0. The code ``round(x / s) + z`` lies in
+    [q_min, q_max] exactly when ``round(x / s)`` lies in [q_min - z, q_max - z], so the
+    zero point only moves the clipping bounds (integers in float32: exact).
+    """
+    codes = _round_(x * _reciprocal(scale), half_up)
+    low, high = q_min, q_max
     if zero_point is not None:
-        codes.add_(zero_point)
-    clipped = codes.clamp(q_min, q_max)
-    inside = codes.eq_(clipped)
-    if zero_point is not None:
-        clipped.sub_(zero_point)
-    return clipped.mul_(scale), inside
+        low, high = q_min - zero_point, q_max - zero_point
+    centred = codes.clamp(low, high)
+    inside = codes.eq_(centred)
+    return centred.mul_(scale), inside
 
 
-def fake_quantize_unclipped(x, scale, q_min: int, q_max: int, half_up: bool):
-    """Fake quantization of ``x`` by a scale that covers its range (nothing clips)."""
-    return _round_(x * (1.0 / scale), half_up).clamp_(q_min, q_max).mul_(scale)
+def fake_quantize_unclipped(x, scale, half_up: bool):
+    """Fake quantization of ``x`` by a scale from its own max |x| over q_max: no code
+    leaves [-q_max, q_max] (|x| / s exceeds q_max by a few float32 roundings at most,
+    far less than the half that would round past it), so there is nothing to clip."""
+    return _round_(x * _reciprocal(scale), half_up).mul_(scale)
 
 
 class _ComposedFakeQuant(torch.autograd.Function):
@@ -66,12 +96,12 @@ class _UnclippedFakeQuant(torch.autograd.Function):
     clipped, so the straight-through gradient is the identity and no mask is kept."""
 
     @staticmethod
-    def forward(ctx, x, scale, q_min: int, q_max: int, half_up: bool):
-        return fake_quantize_unclipped(x, scale, q_min, q_max, half_up)
+    def forward(ctx, x, scale, half_up: bool):
+        return fake_quantize_unclipped(x, scale, half_up)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None, None, None, None
+        return grad, None, None
 
 
 class BinaryFakeQuant(torch.autograd.Function):
@@ -120,11 +150,15 @@ def fake_quantize(
         if axis is None:
             return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, q_min, q_max)
         return torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, q_min, q_max)
+    if host_scalars_apply(x, scale):
+        scale = scale.item()
+        zero_point = None if zero_point is None else int(zero_point.item())
+    else:
+        scale = along(scale, x, axis)
+        zero_point = None if zero_point is None else along(zero_point, x, axis).to(x.dtype)
     if covers_range and zero_point is None:
-        return _UnclippedFakeQuant.apply(x, along(scale, x, axis), q_min, q_max, half_up)
-    if zero_point is not None:
-        zero_point = along(zero_point, x, axis).to(x.dtype)
-    return _ComposedFakeQuant.apply(x, along(scale, x, axis), zero_point, q_min, q_max, half_up)
+        return _UnclippedFakeQuant.apply(x, scale, half_up)
+    return _ComposedFakeQuant.apply(x, scale, zero_point, q_min, q_max, half_up)
 
 
 class _LearnedHalfUpFakeQuant(torch.autograd.Function):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from qdistill.quant.kernels import fake_quantize
@@ -93,3 +94,23 @@ def update_running_range(
         weight = 1.0 - spec.momentum
         running_min.lerp_(lo, weight)
         running_max.lerp_(hi, weight)
+
+
+def running_range_scalar(
+    running_min: float, running_max: float, lo: float, hi: float, spec: QuantizerSpec
+) -> tuple[float, float]:
+    """update_running_range (after the first batch) for a range held as Python numbers:
+    the same float32 results. ``lerp_`` rounds ``a + w (b - a)`` once after the
+    difference (a fused multiply-add), which double precision reproduces: the product
+    of two float32 values is exact in it."""
+    if spec.range == "minmax":
+        return min(running_min, lo), max(running_max, hi)
+    weight = float(np.float32(1.0 - spec.momentum))
+
+    def lerp(start: float, end: float) -> float:
+        step = float(np.float32(end) - np.float32(start))
+        if weight < 0.5:
+            return float(np.float32(start + weight * step))
+        return float(np.float32(end - step * float(np.float32(1.0) - np.float32(weight))))
+
+    return lerp(running_min, lo), lerp(running_max, hi)

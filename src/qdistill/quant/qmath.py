@@ -11,6 +11,7 @@ x_hat = s * sign(x) with sign(0) = +1.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Smallest scale we allow: keeps 1/s finite for all-zero tensors or channels.
@@ -62,6 +63,21 @@ def qparams_from_range(
     return scale, zero_point.to(torch.int32)
 
 
+def scalar_qparams_from_range(
+    min_val: float, max_val: float, q_min: int, q_max: int, symmetric: bool
+) -> tuple[float, int]:
+    """qparams_from_range (without ``pow2``) for one range given as Python numbers, in
+    the same float32 arithmetic: equal results, without a dozen one-element tensor ops."""
+    min_val = min(np.float32(min_val), np.float32(0.0))
+    max_val = max(np.float32(max_val), np.float32(0.0))
+    eps = np.float32(SCALE_EPS)
+    if symmetric:
+        return float(max(max(-min_val, max_val) / np.float32(q_max), eps)), 0
+    scale = max((max_val - min_val) / np.float32(q_max - q_min), eps)
+    zero_point = np.float32(q_min) - np.rint(min_val / scale)
+    return float(scale), int(min(max(zero_point, q_min), q_max))
+
+
 def _broadcast(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
     if axis is None or param.numel() == 1:
         return param.reshape(())
@@ -102,29 +118,41 @@ def dequantize_codes(
 
 
 def bias_scale(
-    input_scale: torch.Tensor, weight_scale: torch.Tensor, channels: int
+    input_scale: torch.Tensor | float, weight_scale: torch.Tensor, channels: int
 ) -> torch.Tensor:
-    """The accumulator's scale s_x * s_w per output channel (float32, as runtimes form it).
+    """The accumulator's scale s_x * s_w per output channel (float32, as runtimes form it;
+    ``input_scale`` is a tensor or a Python number).
 
     A transposed convolution with groups has weight scales for out_channels / groups
     channels; output channel g * n + c uses scale c.
     """
-    scale = input_scale.float().reshape(-1)[:1] * weight_scale.float().reshape(-1)
+    if isinstance(input_scale, torch.Tensor):
+        input_scale = input_scale.float().reshape(-1)[:1]
+    scale = weight_scale.float().reshape(-1) * input_scale
     if scale.numel() not in (1, channels):
         scale = scale.repeat(channels // scale.numel())
     return scale.expand(channels) if scale.numel() == 1 else scale
 
 
+_INT32_LIMIT = 2**31 - 128  # the largest float32 below 2**31 (which would wrap in int32)
+
+
+def _bias_grid_steps(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """round(b / (s_x * s_w)) as float32 integers, saturated to the int32 range as an
+    accumulator register would be (never wrapped)."""
+    return torch.div(bias.float(), scale).round_().clamp_(-_INT32_LIMIT, _INT32_LIMIT)
+
+
 def bias_codes(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int32 codes of a bias on the accumulator grid: round(b / (s_x * s_w)), saturated
-    to the int32 range as an accumulator register would be (never wrapped)."""
-    limit = 2**31 - 128  # the largest float32 below 2**31 (which would wrap in int32)
-    return torch.round(bias.float() / scale).clamp_(-limit, limit).to(torch.int32)
+    """int32 codes of a bias on the accumulator grid (``scale`` = s_x * s_w)."""
+    return _bias_grid_steps(bias, scale).to(torch.int32)
 
 
 def bias_on_grid(
-    bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor
+    bias: torch.Tensor, input_scale: torch.Tensor | float, weight_scale: torch.Tensor
 ) -> torch.Tensor:
-    """The float bias an integer layer adds: its int32 codes times s_x * s_w."""
+    """The float bias an integer layer adds: its int32 codes times s_x * s_w (the codes
+    are integers within float32's exact range, so they are not converted to int32 and
+    back). ``input_scale`` may be a Python number (one per-tensor scale)."""
     scale = bias_scale(input_scale, weight_scale, bias.numel())
-    return bias_codes(bias.detach(), scale).float() * scale
+    return _bias_grid_steps(bias.detach(), scale).mul_(scale)

@@ -23,15 +23,22 @@ from qdistill.errors import ConfigError
 from qdistill.quant.kernels import (
     binary_fake_quantize,
     fake_quantize,
+    host_scalars_apply,
     learned_fake_quantize_half_up,
 )
 from qdistill.quant.observers import (
     batch_range,
     channels_first,
     mse_scale,
+    running_range_scalar,
     update_running_range,
 )
-from qdistill.quant.qmath import SCALE_EPS, power_of_two, qparams_from_range
+from qdistill.quant.qmath import (
+    SCALE_EPS,
+    power_of_two,
+    qparams_from_range,
+    scalar_qparams_from_range,
+)
 from qdistill.quant.spec import QuantizerSpec
 
 Role = Literal["weight", "act"]
@@ -154,7 +161,7 @@ class FakeQuantizer(nn.Module):
                     scale = mse_scale(flat, amax, self.q_min, self.q_max)
                     self._mse_cache = (key, power_of_two(scale, up=False) if pow2 else scale)
                 return self._mse_cache[1], self._zeros
-            scale = (amax / self.q_max).clamp_min(SCALE_EPS)
+            scale = amax.div_(self.q_max).clamp_min_(SCALE_EPS)
             return (power_of_two(scale) if pow2 else scale), self._zeros
         return qparams_from_range(
             flat.amin(1), flat.amax(1), self.q_min, self.q_max, symmetric=False, pow2=pow2
@@ -167,6 +174,8 @@ class FakeQuantizer(nn.Module):
         if self.signed is None:
             self._set_signed(bool(x.min() < 0))
             self.signed_state.fill_(int(self.signed))
+        if self._observe_scalar(x):
+            return
         lo, hi = batch_range(x, self.spec, self.binary)
         update_running_range(
             self.running_min, self.running_max, lo, hi, self.spec, first=not self._initialized
@@ -187,6 +196,36 @@ class FakeQuantizer(nn.Module):
         self.zero_point.copy_(zero_point)
         if not self._initialized:
             self._mark_initialized()
+
+    def _observe_scalar(self, x: torch.Tensor) -> bool:
+        """_observe for one range of finite min/max of a float32 batch on the CPU, in
+        Python numbers (same values, a dozen fewer one-element tensor ops). False where
+        it does not apply."""
+        if (
+            self.axis is not None
+            or self.binary
+            or self.spec.range == "percentile"
+            or self.spec.power_of_two
+            or not host_scalars_apply(x, self.running_min)
+        ):
+            return False
+        lo, hi = (value.item() for value in torch.aminmax(x))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return False
+        if self._initialized:
+            lo, hi = running_range_scalar(
+                self.running_min.item(), self.running_max.item(), lo, hi, self.spec
+            )
+        scale, zero_point = scalar_qparams_from_range(
+            lo, hi, self.q_min, self.q_max, self.spec.symmetric
+        )
+        self.running_min.fill_(lo)
+        self.running_max.fill_(hi)
+        self.scale.fill_(scale)
+        self.zero_point.fill_(zero_point)
+        if not self._initialized:
+            self._mark_initialized()
+        return True
 
     @torch.no_grad()
     def _init_learned_weight(self, weight: torch.Tensor) -> None:

@@ -14,7 +14,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from qdistill.quant.kernels import along, fake_quantize_unclipped, fake_quantize_with_mask
+from qdistill.quant.kernels import (
+    along,
+    fake_quantize_unclipped,
+    fake_quantize_with_mask,
+    host_scalars_apply,
+)
 from qdistill.quant.qmath import bias_on_grid
 
 
@@ -42,8 +47,7 @@ def straight_through_applies(layer, x: torch.Tensor) -> bool:
     """Whether ``layer`` (a QuantLinear) can take the one-node path for input ``x``."""
     act, weight = layer.input_quantizer, layer.weight_quantizer
     return (
-        x.device.type == "cpu"
-        and act is not None
+        act is not None
         and weight is not None
         and act.fake_quant_enabled
         and weight.fake_quant_enabled
@@ -51,6 +55,7 @@ def straight_through_applies(layer, x: torch.Tensor) -> bool:
         and act.axis is None
         and weight.plain_affine
         and weight.covers_range
+        and host_scalars_apply(x, act.scale)
     )
 
 
@@ -60,21 +65,18 @@ def straight_through_linear(layer, x: torch.Tensor) -> torch.Tensor:
     act.observe(x)
     act.require_range()
     with torch.no_grad():
-        zero_point = None if act.spec.symmetric else act.zero_point.to(x.dtype)
+        scale = act.scale.item()
+        zero_point = None if act.spec.symmetric else int(act.zero_point.item())
         x_hat, inside = fake_quantize_with_mask(
-            x.detach(), act.scale, zero_point, act.q_min, act.q_max, half_up=False
+            x.detach(), scale, zero_point, act.q_min, act.q_max, half_up=False
         )
         weight = layer.weight.detach()
         w_scale, _ = weight_quantizer.weight_qparams(weight)
         w_hat = fake_quantize_unclipped(
-            weight,
-            along(w_scale, weight, weight_quantizer.axis),
-            weight_quantizer.q_min,
-            weight_quantizer.q_max,
-            half_up=False,
+            weight, along(w_scale, weight, weight_quantizer.axis), half_up=False
         )
         bias = layer.bias
         if bias is not None and layer.layer_spec.integer_bias:
-            bias = bias_on_grid(bias, act.scale, w_scale)
+            bias = bias_on_grid(bias, scale, w_scale)
     act.last_scale, weight_quantizer.last_scale = act.scale.detach(), w_scale
     return _StraightThroughLinear.apply(x, layer.weight, layer.bias, x_hat, inside, w_hat, bias)
