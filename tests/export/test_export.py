@@ -213,6 +213,40 @@ def _runtime_ops(path) -> list[str]:
     return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
 
 
+@pytest.mark.parametrize(("channels", "hidden_is_float"), [(1, False), (3, False), (1, True)])
+def test_thin_integer_convolutions_get_zero_channels_up_to_four(
+    tmp_path, channels, hidden_is_float
+):
+    # onnxruntime's QLinearConv ran twice as fast on 4 input channels as on 1-3
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1)
+    ).eval()
+    x = torch.randn(16, channels, 10, 10)
+    # without a quantized next layer the first convolution's output stays float
+    plan = {"0": "w8a8", "2": "float"} if hidden_is_float else "w8a8"
+    quantized = quantize(model, plan)
+    calibrate(quantized, [x])
+    path = tmp_path / "thin.onnx"
+    report = export_model(quantized.eval(), path, "onnx-qdq", x)
+    assert report.passed and report.comparison.max_abs_diff < 1e-6
+    proto = onnx.load(str(path))
+    first = next(n for n in proto.graph.node if n.op_type == "Conv")
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    pads = [n for n in proto.graph.node if n.op_type == "Pad"]
+    if hidden_is_float:  # computed in float by onnxruntime: nothing to gain
+        assert not pads and weights[first.input[1]].shape == (8, 1, 3, 3)
+        return
+    codes = weights[producers[first.input[1]].input[0]]
+    assert codes.shape == (8, 4, 3, 3) and not codes[:, channels:].any()
+    (pad,) = pads
+    assert producers[first.input[0]].input[0] == pad.output[0]
+    assert weights[pad.input[1]].tolist() == [0, 0, 0, 0, 0, 4 - channels, 0, 0]
+    assert pad.input[2] == producers[first.input[0]].input[2]  # the input's zero point
+    assert "QLinearConv" in _runtime_ops(path)
+
+
 def test_a_convolution_with_a_float_output_reads_constant_float_weights(tmp_path):
     # onnxruntime computes it in float either way; from a constant it uses its fast
     # channels-blocked kernels (behind a DequantizeLinear it did not)

@@ -132,6 +132,7 @@ def to_qdq(proto: onnx.ModelProto, layers: list[ExportLayer]) -> onnx.ModelProto
     _requantize_layer_outputs(editor, layer_outputs)
     for layer, site in sites:
         _float_operands_for_float_output(editor, layer, site)
+        _pad_thin_integer_convolution(editor, layer, site)
     editor.remove_unused_initializers()
     return proto
 
@@ -165,6 +166,53 @@ def _float_operands_for_float_output(
     ]
     for dq in dead:
         editor.graph.node.remove(dq)
+
+
+# onnxruntime's integer convolution ran twice as fast on 4 input channels as on 1-3
+# (QLinearConv, batch 64 of 28x28 and 8x8 maps, AMD EPYC with VNNI): thinner inputs
+# are padded with zero channels up to this many.
+_THIN_INPUT_CHANNELS = 4
+
+
+def _pad_thin_integer_convolution(editor: GraphEditor, layer: ExportLayer, site: LayerSite) -> None:
+    """Give an integer 2-D convolution with fewer than 4 input channels (an image's 1 or
+    3) zero channels up to 4: its input codes padded with their zero point and its
+    weight codes with the weight's, both of which dequantize to 0. The products added
+    are zeros, so every value is unchanged; onnxruntime picks a faster kernel."""
+    if site.weight is None or layer.weight is None or layer.act is None:
+        return
+    node, weight_index = site.weight
+    act_node, act_index = site.activation
+    codes = layer.codes
+    groups = [a.i for a in node.attribute if a.name == "group"]
+    if (
+        node.op_type != "Conv"
+        or act_node is not node
+        or codes.ndim != 4
+        or codes.shape[1] >= _THIN_INPUT_CHANNELS
+        or groups not in ([], [1])
+        or layer.act.axis is not None
+    ):
+        return
+    if "QuantizeLinear" not in {c.op_type for c, _ in editor.consumers(node.output[0])}:
+        return  # a float output: onnxruntime computes the layer in float anyway
+    producers = {n.output[0]: n for n in editor.graph.node}
+    weight_dq = producers.get(node.input[weight_index])
+    act_dq = producers.get(node.input[act_index])
+    if weight_dq is None or act_dq is None:
+        return
+    extra = _THIN_INPUT_CHANNELS - codes.shape[1]
+    weight_zero = layer.weight.zero_point.reshape(-1, 1, 1, 1)
+    padding = np.broadcast_to(weight_zero, (codes.shape[0], extra, *codes.shape[2:]))
+    padded_codes = np.concatenate([codes, padding], axis=1)
+    weight_dq.input[0] = _typed(editor, f"{layer.name}.weight_q", layer.weight, padded_codes)
+    pads = editor.add_initializer(
+        f"{layer.name}.input_pads", np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64)
+    )
+    padded = editor.unique(f"{layer.name}.input_padded")
+    pad = helper.make_node("Pad", [act_dq.input[0], pads, act_dq.input[2]], [padded])
+    act_dq.input[0] = padded
+    editor.insert_before(act_dq, [pad])
 
 
 def _as_global_average_pool(editor: GraphEditor, node: onnx.NodeProto) -> None:
