@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from safetensors.torch import save_file
@@ -180,6 +181,14 @@ def _no_metadata(world: World) -> str:
     state, _ = load_checkpoint(world.float)
     save_file(state, str(path))
     return str(path)
+
+
+def _nan_weights(world: World) -> str:
+    """The float checkpoint with every weight NaN (a diverged model saved anyway)."""
+    state, meta = load_checkpoint(world.float)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in state.items()}  # fmt: skip
+    return str(save_checkpoint(world.scratch / "nan.safetensors", state, meta))
 
 
 def _pickled_cifar(world: World) -> str:
@@ -490,6 +499,7 @@ CASES = [
     ),
     ("quantize-method", lambda w: _quantize(w, w.float, "--method", "magic"), "method 'magic'"),
     ("quantize-twice", lambda w: _quantize(w, w.quantized), "already quantized"),
+    ("quantize-nan-model", lambda w: _quantize(w, _nan_weights(w)), "NaN or infinite range"),
     ("quantize-missing", lambda w: _quantize(w, w.scratch / "none.safetensors"), "does not exist"),
     (
         "quantize-out-under-file",

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from qdistill.errors import ConfigError
+from qdistill.errors import ConfigError, DatasetError
 from qdistill.quant.modules import iter_quantizers
 
 
@@ -56,7 +56,7 @@ def calibrate(
     """Run up to ``num_batches`` batches (inputs, or (inputs, ...) tuples) through ``model``.
 
     Returns the number of batches used. Raises if some activation quantizer saw no
-    data (a layer the forward pass never reached).
+    data (a layer the forward pass never reached) or a NaN or infinite value.
     """
     if num_batches is not None and num_batches < 1:
         raise ConfigError(f"calibration needs at least one batch, got {num_batches}")
@@ -69,5 +69,16 @@ def calibrate(
         raise ConfigError(
             f"calibration never reached quantizer(s) {missing[:5]}; "
             "are those layers used in forward()?"
+        )
+    non_finite = [
+        name
+        for name, q in iter_quantizers(model)
+        if q.role == "act" and not bool(torch.isfinite(q.scale).all())
+    ]
+    if non_finite:
+        raise DatasetError(
+            f"calibration gave quantizer(s) {non_finite[:5]} a NaN or infinite range: the "
+            "calibration inputs, or the activations the model computes from them, hold NaN "
+            "or inf; clean the data (or fix the float model) and calibrate again"
         )
     return seen
